@@ -1,0 +1,59 @@
+//! The git probe: the first request git itself makes for a clone or a push,
+//! `GET {git-url}/{workspace}/{slug}.git/info/refs?service=…`, with the
+//! username and password git will be given. It catches what the REST API
+//! cannot: the email used as git username, a missing repository scope.
+
+use super::api::Auth;
+use super::endpoint::Endpoint;
+use super::http::{self, HttpSettings, Reply, TransportError};
+use crate::credential::RepoRef;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+}
+
+pub fn info_refs_url(git: &Endpoint, repo: &RepoRef, service: Service) -> String {
+    git.join(&format!(
+        "{}/{}.git/info/refs?service={}",
+        repo.workspace,
+        repo.slug,
+        service.as_str()
+    ))
+}
+
+pub async fn info_refs(
+    settings: &HttpSettings,
+    client: &reqwest::Client,
+    git: &Endpoint,
+    repo: &RepoRef,
+    service: Service,
+    auth: &Auth<'_>,
+) -> Result<Reply, TransportError> {
+    let url = info_refs_url(git, repo, service);
+    http::send(settings, || {
+        auth.apply(client.get(&url).header(
+            "user-agent",
+            concat!("git/2 (bbinject/", env!("CARGO_PKG_VERSION"), ")"),
+        ))
+    })
+    .await
+}
+
+/// A smart-HTTP server answers with `application/x-git-<service>-advertisement`;
+/// anything else (an HTML login page) means the URL is not a git endpoint.
+pub fn is_advertisement(reply: &Reply, service: Service) -> bool {
+    reply.header("content-type").is_some_and(|ct| {
+        ct.starts_with(&format!("application/x-{}-advertisement", service.as_str()))
+    })
+}

@@ -1,0 +1,331 @@
+//! The HTTP client (reqwest on rustls with the ring provider) and one request
+//! function with bounded retries: exponential backoff with jitter on connect
+//! errors, timeouts, 429 and 5xx; never on 401/403/404, which retrying cannot fix.
+//!
+//! Transport failures are classified (timeout, TLS trust, proxy, DNS, connect)
+//! so the report can say what to change. Failure text is stripped of URL
+//! userinfo before it is kept, since a proxy URL may carry a password.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::Rng as _;
+use reqwest::header::HeaderMap;
+
+/// Bodies beyond this are cut: we only ever need small JSON documents and the
+/// first lines of a git ref advertisement.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Total time for one request.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Extra attempts after the first, for retryable failures only.
+    pub retries: u32,
+    /// First backoff delay; doubled each attempt, with full jitter.
+    pub backoff: Duration,
+    /// PEM bundle added to the trusted roots (corporate TLS interception).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            retries: 3,
+            backoff: Duration::from_millis(250),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("--ca-file {path}: cannot be read ({reason})")]
+    CaFileUnreadable { path: String, reason: String },
+    #[error("--ca-file {path}: holds no PEM certificate")]
+    CaFileInvalid { path: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpError {
+    pub fn hint(&self) -> String {
+        match self {
+            HttpError::CaFileUnreadable { .. } | HttpError::CaFileInvalid { .. } => {
+                "give a PEM file with your proxy's or company's root CA certificate".into()
+            }
+            HttpError::Client(_) => "this is a bug in bbinject; please report it".into(),
+        }
+    }
+}
+
+pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("bbinject/", env!("CARGO_PKG_VERSION")))
+        .timeout(settings.timeout)
+        .connect_timeout(settings.connect_timeout)
+        // A redirect would carry our Authorization header to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(false);
+    if let Some(path) = &settings.ca_file {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|e| HttpError::CaFileUnreadable {
+            path: shown.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or(HttpError::CaFileInvalid { path: shown })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| HttpError::Client(strip_userinfo(&error_chain(&e))))
+}
+
+/// A response, with its body read (up to a bound).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    Timeout { detail: String },
+    Tls { detail: String },
+    Proxy { detail: String },
+    Dns { detail: String },
+    Connect { detail: String },
+    Other { detail: String },
+}
+
+impl TransportError {
+    fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            TransportError::Tls { .. } | TransportError::Other { .. }
+        )
+    }
+
+    fn classify(error: &reqwest::Error) -> Self {
+        let detail = strip_userinfo(&error_chain(error));
+        let lower = detail.to_ascii_lowercase();
+        if error.is_timeout() || lower.contains("timed out") {
+            TransportError::Timeout { detail }
+        } else if has_tls_error(error) || lower.contains("certificate") {
+            TransportError::Tls { detail }
+        } else if lower.contains("proxy") || lower.contains("tunnel") {
+            TransportError::Proxy { detail }
+        } else if lower.contains("dns error") || lower.contains("failed to lookup") {
+            TransportError::Dns { detail }
+        } else if error.is_connect() {
+            TransportError::Connect { detail }
+        } else {
+            TransportError::Other { detail }
+        }
+    }
+}
+
+/// Sends the request `make` builds, retrying transient failures. Returns the
+/// last reply (which may still be a 429 or 5xx) or the last transport error.
+pub async fn send(
+    settings: &HttpSettings,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Reply, TransportError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match make().send().await {
+            Ok(response) => Ok(read_reply(response, attempt).await),
+            Err(e) => Err(TransportError::classify(&e)),
+        };
+        let retry_after = match &outcome {
+            Ok(Ok(reply)) if reply.status == 429 || reply.status >= 500 => {
+                Some(retry_after(&reply.headers))
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) | Err(e) if e.retryable() => Some(None),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let outcome = outcome.and_then(|r| r);
+        match (&outcome, retry_after) {
+            (Ok(reply), _) => tracing::debug!(status = reply.status, attempt, "http reply"),
+            (Err(e), _) => tracing::debug!(error = ?e, attempt, "http transport failure"),
+        }
+        let Some(server_delay) = retry_after else {
+            return outcome;
+        };
+        if attempt > settings.retries {
+            return outcome;
+        }
+        let delay = server_delay.unwrap_or_else(|| backoff(settings.backoff, attempt));
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn read_reply(
+    mut response: reqwest::Response,
+    attempts: u32,
+) -> Result<Reply, TransportError> {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_BODY_BYTES.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_BODY_BYTES {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(TransportError::classify(&e)),
+        }
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        attempts,
+    })
+}
+
+/// Full jitter: a random delay in `[0, base * 2^(attempt-1)]`, at least 10 ms.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let ceiling = base.saturating_mul(1 << (attempt - 1).min(6));
+    let millis = ceiling.as_millis().max(10) as u64;
+    Duration::from_millis(rand::rng().random_range(10..=millis.max(10)))
+}
+
+/// `Retry-After` in seconds, honoured up to 10 s (Bitbucket rarely sends it).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(10)))
+}
+
+fn has_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // io::Error::source() skips the error it wraps: look inside it.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if inner.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// The error and its causes, `: `-joined, the way they read best in one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            let text = inner.to_string();
+            if !parts.iter().any(|p| p.contains(&text)) {
+                parts.push(text);
+            }
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Removes `user:password@` from anything that looks like a URL in `text`.
+pub fn strip_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(['/', ' ', ')', '"', '\'', '?', '#'])
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                rest = &tail[at + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_removed_from_urls_in_text() {
+        assert_eq!(
+            strip_userinfo("proxy http://bob:FAKEFAKE@proxy:3128 refused (https://x.org/a@b)"),
+            "proxy http://***@proxy:3128 refused (https://x.org/a@b)"
+        );
+        assert_eq!(strip_userinfo("no url here"), "no url here");
+    }
+
+    #[test]
+    fn backoff_grows_but_stays_bounded() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..10 {
+            let d = backoff(base, attempt);
+            assert!(d >= Duration::from_millis(10), "{d:?}");
+            assert!(d <= base * 64, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "3600".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(10)));
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,365 @@
+//! The preflight report: what was checked, what was found, and the exit code
+//! that follows. Its JSON form is a stable interface (documented in README.md,
+//! "JSON output"); problem codes are never renamed once released.
+//!
+//! Nothing in a report is secret: credentials appear as kind, source, git
+//! username and fingerprint only.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::error::ExitCode;
+
+/// Stable problem codes, and the exit code each one implies when it is an error.
+pub mod codes {
+    use crate::error::ExitCode;
+
+    pub const CONFIGURATION: &str = "configuration";
+    pub const NO_CREDENTIAL_FOR_REPOSITORY: &str = "no-credential-for-repository";
+    pub const APP_PASSWORD_REMOVED: &str = "app-password-removed";
+    pub const CREDENTIAL_REJECTED: &str = "credential-rejected";
+    pub const GIT_CREDENTIAL_REJECTED: &str = "git-credential-rejected";
+    pub const GIT_USERNAME_IS_EMAIL: &str = "git-username-is-email";
+    pub const TOKEN_EXPIRED: &str = "token-expired";
+    pub const OAUTH_EXCHANGE_FAILED: &str = "oauth-exchange-failed";
+    pub const AUTHENTICATION_NOT_PROVEN: &str = "authentication-not-proven";
+    pub const MISSING_SCOPE: &str = "missing-scope";
+    pub const AUTH_MECHANISM_NOT_ALLOWED: &str = "auth-mechanism-not-allowed";
+    pub const REPOSITORY_NOT_FOUND: &str = "repository-not-found";
+    pub const WRITE_NOT_ALLOWED: &str = "write-not-allowed";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const RATE_LIMITED: &str = "rate-limited";
+    pub const BITBUCKET_UNAVAILABLE: &str = "bitbucket-unavailable";
+    pub const UNREACHABLE: &str = "unreachable";
+    pub const TIMEOUT: &str = "timeout";
+    pub const TLS_UNTRUSTED: &str = "tls-untrusted";
+    pub const PROXY_ERROR: &str = "proxy-error";
+    pub const UNEXPECTED_RESPONSE: &str = "unexpected-response";
+    /// Warnings only.
+    pub const IDENTITY_UNAVAILABLE: &str = "identity-unavailable";
+    pub const NOT_VERIFIED: &str = "not-verified";
+
+    /// Every code that can be an error, with its exit code.
+    pub const ERRORS: &[(&str, ExitCode)] = &[
+        (CONFIGURATION, ExitCode::Usage),
+        (NO_CREDENTIAL_FOR_REPOSITORY, ExitCode::Usage),
+        (APP_PASSWORD_REMOVED, ExitCode::CredentialRejected),
+        (CREDENTIAL_REJECTED, ExitCode::CredentialRejected),
+        (GIT_CREDENTIAL_REJECTED, ExitCode::CredentialRejected),
+        (GIT_USERNAME_IS_EMAIL, ExitCode::CredentialRejected),
+        (TOKEN_EXPIRED, ExitCode::CredentialRejected),
+        (OAUTH_EXCHANGE_FAILED, ExitCode::CredentialRejected),
+        (AUTHENTICATION_NOT_PROVEN, ExitCode::CredentialRejected),
+        (MISSING_SCOPE, ExitCode::NotAllowed),
+        (AUTH_MECHANISM_NOT_ALLOWED, ExitCode::NotAllowed),
+        (REPOSITORY_NOT_FOUND, ExitCode::NotAllowed),
+        (WRITE_NOT_ALLOWED, ExitCode::NotAllowed),
+        (FORBIDDEN, ExitCode::NotAllowed),
+        (RATE_LIMITED, ExitCode::Unreachable),
+        (BITBUCKET_UNAVAILABLE, ExitCode::Unreachable),
+        (UNREACHABLE, ExitCode::Unreachable),
+        (TIMEOUT, ExitCode::Unreachable),
+        (TLS_UNTRUSTED, ExitCode::Unreachable),
+        (PROXY_ERROR, ExitCode::Unreachable),
+        (UNEXPECTED_RESPONSE, ExitCode::Unreachable),
+    ];
+
+    pub fn exit_code(code: &str) -> ExitCode {
+        ERRORS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(ExitCode::Unreachable, |(_, e)| *e)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub severity: Severity,
+    /// The repository it concerns, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The credential it concerns (its name: `env` or the config entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Problem {
+    pub fn error(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity: Severity::Error,
+            repository: None,
+            credential: None,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn warning(
+        code: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, message, hint)
+        }
+    }
+
+    pub fn for_repository(mut self, repo: &impl ToString) -> Self {
+        self.repository = Some(repo.to_string());
+        self
+    }
+
+    pub fn for_credential(mut self, name: &str) -> Self {
+        self.credential = Some(name.to_owned());
+        self
+    }
+}
+
+/// The outcome of one check of one repository.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    /// Authenticated, but not allowed.
+    Denied,
+    /// The credential was not accepted.
+    Rejected,
+    NotFound,
+    /// No conclusive answer (network, rate limit, server error).
+    Unknown,
+    /// Not asked (e.g. write when only read is needed).
+    #[default]
+    NotChecked,
+    /// Could not be asked with this credential (e.g. no REST email).
+    Skipped,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Denied => "DENIED",
+            Verdict::Rejected => "REJECTED",
+            Verdict::NotFound => "NOT FOUND",
+            Verdict::Unknown => "unknown",
+            Verdict::NotChecked => "not checked",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CredentialSummary {
+    pub name: String,
+    pub kind: crate::credential::Kind,
+    pub source: String,
+    pub git_username: String,
+    pub fingerprint: String,
+    /// What Bitbucket said the credential is (`x-credential-type`), when seen.
+    pub credential_type: Option<String>,
+    /// Scopes Bitbucket reported (`x-oauth-scopes`), when seen.
+    pub scopes: Option<Vec<String>>,
+    pub identity: Option<Identity>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RepoResult {
+    pub repository: String,
+    pub credential: String,
+    /// `true`/`false` when the API said so.
+    pub private: Option<bool>,
+    /// The REST API probe (`GET /repositories/{workspace}/{slug}`).
+    pub api: Verdict,
+    /// The git probe for `git-upload-pack` (clone, fetch).
+    pub read: Verdict,
+    /// The git probe for `git-receive-pack` (push); `not_checked` unless `--need write`.
+    pub write: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    /// The exit code `check` returns for this report.
+    pub exit_code: u8,
+    pub need: super::Need,
+    pub credentials: Vec<CredentialSummary>,
+    pub repositories: Vec<RepoResult>,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn new(need: super::Need) -> Self {
+        Self {
+            ok: true,
+            exit_code: 0,
+            need,
+            credentials: vec![],
+            repositories: vec![],
+            problems: vec![],
+        }
+    }
+
+    /// Adds a problem unless the same code was already reported for the same
+    /// repository and credential (the API and git probes often agree).
+    pub fn push(&mut self, problem: Problem) {
+        let duplicate = self.problems.iter().any(|p| {
+            p.code == problem.code
+                && p.repository == problem.repository
+                && p.credential == problem.credential
+        });
+        if !duplicate {
+            self.problems.push(problem);
+        }
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let exit = self.exit();
+        self.ok = exit == ExitCode::Success;
+        self.exit_code = exit.code();
+    }
+
+    /// The most fundamental error decides: configuration before rejection
+    /// before permission before reachability.
+    pub fn exit(&self) -> ExitCode {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| codes::exit_code(p.code))
+            .min_by_key(|e| e.code())
+            .unwrap_or(ExitCode::Success)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{\"ok\":false}".into())
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.credentials {
+            let _ = writeln!(
+                out,
+                "credential {}: {} from {}, git username {}, fingerprint {}",
+                c.name,
+                c.kind.description(),
+                c.source,
+                c.git_username,
+                c.fingerprint
+            );
+            if let Some(id) = &c.identity {
+                let who = match (&id.display_name, &id.username) {
+                    (Some(name), Some(user)) => format!("{name} ({user})"),
+                    (Some(name), None) => name.clone(),
+                    (None, Some(user)) => user.clone(),
+                    (None, None) => id.account_id.clone().unwrap_or_else(|| "unknown".into()),
+                };
+                let _ = writeln!(out, "  identity: {who}");
+            }
+            if let Some(kind) = &c.credential_type {
+                let _ = writeln!(out, "  Bitbucket sees: {kind}");
+            }
+        }
+        for r in &self.repositories {
+            let visibility = match r.private {
+                Some(true) => ", private",
+                Some(false) => ", public",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "repository {}: read {}, write {} (api {}{visibility})",
+                r.repository,
+                r.read.as_str(),
+                r.write.as_str(),
+                r.api.as_str()
+            );
+        }
+        for p in &self.problems {
+            let level = match p.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            let subject = p
+                .repository
+                .as_deref()
+                .map(|r| format!(" {r}:"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{level}[{}]{subject} {}", p.code, p.message);
+            let _ = writeln!(out, "  hint: {}", p.hint);
+        }
+        let _ = if self.ok {
+            writeln!(out, "result: ok")
+        } else {
+            writeln!(out, "result: FAILED (exit {})", self.exit_code)
+        };
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_fundamental_error_decides_the_exit_code() {
+        let mut report = Report::new(super::super::Need::Read);
+        assert_eq!(report.exit(), ExitCode::Success);
+        report.push(Problem::warning(codes::NOT_VERIFIED, "m", "h"));
+        assert!(report.ok);
+        report.push(Problem::error(codes::TIMEOUT, "m", "h"));
+        assert_eq!(report.exit_code, 5);
+        report.push(Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h"));
+        assert_eq!(report.exit_code, 4);
+        report.push(Problem::error(codes::APP_PASSWORD_REMOVED, "m", "h"));
+        assert_eq!(report.exit_code, 3);
+        report.push(Problem::error(codes::CONFIGURATION, "m", "h"));
+        assert_eq!(report.exit_code, 2);
+        assert!(!report.ok);
+    }
+
+    #[test]
+    fn duplicate_problems_are_reported_once() {
+        let mut report = Report::new(super::super::Need::Read);
+        let p = Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h").for_repository(&"a/b");
+        report.push(p.clone());
+        report.push(p);
+        assert_eq!(report.problems.len(), 1);
+    }
+
+    #[test]
+    fn every_error_code_is_kebab_case_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _) in codes::ERRORS {
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{code}"
+            );
+            assert!(seen.insert(code), "duplicate {code}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The command-line interface: clap definitions only. Their doc comments are
+//! the `--help` text, so they are written for the person reading a CI log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::bitbucket::Need;
+use crate::credential::RepoRef;
+
+/// Get a Bitbucket Cloud credential from CI secrets into git over HTTPS without
+/// writing it anywhere, and prove it works before the build starts.
+///
+/// Credentials are read from BITBUCKET_API_TOKEN, BITBUCKET_ACCESS_TOKEN,
+/// BITBUCKET_OAUTH_CLIENT_ID + BITBUCKET_OAUTH_CLIENT_SECRET or (legacy)
+/// BITBUCKET_APP_PASSWORD, with BITBUCKET_USERNAME and BITBUCKET_EMAIL; each
+/// also as NAME_FILE (a path to a file holding it), from --secrets-dir, or
+/// from a --config file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bbinject",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// YAML file with several credentials matched to workspaces or repositories.
+    #[arg(long, global = true, env = "BBINJECT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of secret files named after the variables in lower case
+    /// (e.g. /run/secrets/bitbucket_api_token), as Docker and Kubernetes mount them.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight: prove the credential works for the repositories a build needs.
+    ///
+    /// Asks the REST API (GET /repositories/WORKSPACE/SLUG, and GET /user where
+    /// the credential kind allows it) and git itself (info/refs for
+    /// git-upload-pack, and git-receive-pack with --need write), with the exact
+    /// username and password git will be given.
+    ///
+    /// Exit codes: 0 ok; 2 usage or configuration (no credential, NAME and
+    /// NAME_FILE both set, bad config); 3 credential rejected (401/410, app
+    /// password, expired); 4 authenticated but not allowed (403, 404 on a
+    /// private repository, missing scope, write needed but only read granted);
+    /// 5 Bitbucket unreachable (DNS, TLS, proxy, timeout, 5xx/429 after retries).
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  bbinject check --repo acme/app
+  bbinject check --repo acme/app --repo acme/shared-lib --need write
+  BITBUCKET_API_TOKEN_FILE=/run/secrets/bb_token bbinject check --repo acme/app --format json
+  bbinject check    # inside Bitbucket Pipelines: checks $BITBUCKET_REPO_FULL_NAME";
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Repository to check, as WORKSPACE/SLUG (repeatable). Defaults to
+    /// $BITBUCKET_REPO_FULL_NAME inside Bitbucket Pipelines.
+    #[arg(long = "repo", value_name = "WORKSPACE/SLUG")]
+    pub repos: Vec<RepoRef>,
+
+    /// Output: `text` for people, `json` for machines (a stable object, see README).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// Options shared by every command that runs the preflight.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// What the build needs: `read` (clone, fetch) or `write` (push too) [default: read].
+    #[arg(long, value_enum)]
+    pub need: Option<Need>,
+
+    /// Bitbucket REST API base URL [default: https://api.bitbucket.org/2.0].
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// Base URL of git over HTTPS, the host of your clone URLs [default: https://bitbucket.org].
+    #[arg(long, value_name = "URL")]
+    pub git_url: Option<String>,
+
+    /// OAuth token endpoint for client-credentials consumers
+    /// [default: https://bitbucket.org/site/oauth2/access_token].
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+
+    /// PEM file of extra root certificates to trust (TLS-inspecting proxies);
+    /// SSL_CERT_FILE is honoured as well.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Time limit for each request, e.g. 20s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Retries after a connect error, timeout, 429 or 5xx (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// `500ms`, `20s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let input = input.trim();
+    let split = input
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(input.len());
+    let (number, unit) = input.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a duration like 30s or 2m"))?;
+    let duration = match unit {
+        "" | "s" => Duration::from_secs(value),
+        "ms" => Duration::from_millis(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "`{input}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if duration.is_zero() {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "s", "-1s", "0", "3 days", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

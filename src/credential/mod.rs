@@ -1,0 +1,456 @@
+//! The credential model and where credentials come from.
+//!
+//! This module owns what a Bitbucket Cloud credential *is* (its [`Kind`], the
+//! username git must be given, how the REST API must be called) and how the set
+//! of credentials for a run is resolved from environment variables, `_FILE`
+//! twins, a secrets directory or a YAML config (DESIGN.md §2). It never
+//! talks to the network and never puts a secret into an error, a log line or a
+//! `Debug` string: errors name the *source* of a value, never the value.
+
+mod config;
+mod repo;
+mod source;
+
+use std::fmt;
+
+pub use config::{ConfigDefaults, ConfigError};
+pub use repo::{RepoRef, RepoRefError};
+pub use source::{
+    APP_PASSWORD_HINT, Environment, ProcessEnvironment, SECRET_VARIABLES, SourceError,
+};
+
+use crate::secret::Secret;
+
+/// The static git username Bitbucket accepts for Atlassian API tokens.
+pub const API_TOKEN_GIT_USERNAME: &str = "x-bitbucket-api-token-auth";
+/// The static git username for repository/project/workspace access tokens and
+/// OAuth bearer tokens.
+pub const TOKEN_GIT_USERNAME: &str = "x-token-auth";
+
+/// The kinds of credential Bitbucket Cloud knows, as named in configs and JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ApiToken,
+    AccessToken,
+    #[serde(alias = "oauth")]
+    OauthClientCredentials,
+    AppPassword,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ApiToken => "api_token",
+            Kind::AccessToken => "access_token",
+            Kind::OauthClientCredentials => "oauth_client_credentials",
+            Kind::AppPassword => "app_password",
+        }
+    }
+
+    /// What a person calls it, for messages.
+    pub fn description(self) -> &'static str {
+        match self {
+            Kind::ApiToken => "Atlassian API token",
+            Kind::AccessToken => "Bitbucket access token",
+            Kind::OauthClientCredentials => "OAuth consumer (client credentials)",
+            Kind::AppPassword => "app password",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A credential value with everything needed to use it. Each variant holds
+/// exactly what its kind needs, so an OAuth consumer without a client id, or an
+/// app password without a username, cannot exist.
+pub enum Material {
+    ApiToken {
+        token: Secret,
+        /// The Bitbucket username (git); `None` means the static token username.
+        username: Option<String>,
+        /// The Atlassian account email (REST).
+        email: Option<String>,
+    },
+    AccessToken {
+        token: Secret,
+    },
+    OauthClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
+    AppPassword {
+        username: String,
+        password: Secret,
+    },
+}
+
+/// How the REST API must be called with a credential.
+pub enum RestAuth<'a> {
+    Basic {
+        user: &'a str,
+        password: &'a Secret,
+    },
+    Bearer(&'a Secret),
+    /// OAuth client credentials: exchange for a bearer token first.
+    Exchange {
+        client_id: &'a str,
+        client_secret: &'a Secret,
+    },
+    /// Not possible with what was given (e.g. an API token without the account email).
+    Unavailable,
+}
+
+/// One resolved credential and where it came from.
+pub struct Credential {
+    /// `env` for the environment, or the config entry's name.
+    pub name: String,
+    /// Where the secret was read, e.g. `env:BITBUCKET_API_TOKEN_FILE`.
+    pub source: String,
+    pub material: Material,
+    /// Problems noticed while reading it, for the report (never fatal).
+    pub warnings: Vec<Warning>,
+}
+
+impl Credential {
+    pub fn kind(&self) -> Kind {
+        match self.material {
+            Material::ApiToken { .. } => Kind::ApiToken,
+            Material::AccessToken { .. } => Kind::AccessToken,
+            Material::OauthClientCredentials { .. } => Kind::OauthClientCredentials,
+            Material::AppPassword { .. } => Kind::AppPassword,
+        }
+    }
+
+    /// The secret this credential was configured with (for OAuth: the client
+    /// secret, which git never sees).
+    pub fn secret(&self) -> &Secret {
+        match &self.material {
+            Material::ApiToken { token, .. } | Material::AccessToken { token } => token,
+            Material::OauthClientCredentials { client_secret, .. } => client_secret,
+            Material::AppPassword { password, .. } => password,
+        }
+    }
+
+    /// The username git must be given for this credential.
+    pub fn git_username(&self) -> &str {
+        match &self.material {
+            Material::ApiToken {
+                username: Some(user),
+                ..
+            } => user,
+            Material::ApiToken { username: None, .. } => API_TOKEN_GIT_USERNAME,
+            Material::AccessToken { .. } | Material::OauthClientCredentials { .. } => {
+                TOKEN_GIT_USERNAME
+            }
+            Material::AppPassword { username, .. } => username,
+        }
+    }
+
+    pub fn rest_auth(&self) -> RestAuth<'_> {
+        match &self.material {
+            Material::ApiToken {
+                token,
+                email: Some(email),
+                ..
+            } => RestAuth::Basic {
+                user: email,
+                password: token,
+            },
+            Material::ApiToken { email: None, .. } => RestAuth::Unavailable,
+            Material::AccessToken { token } => RestAuth::Bearer(token),
+            Material::OauthClientCredentials {
+                client_id,
+                client_secret,
+            } => RestAuth::Exchange {
+                client_id,
+                client_secret,
+            },
+            Material::AppPassword { username, password } => RestAuth::Basic {
+                user: username,
+                password,
+            },
+        }
+    }
+
+    /// Whether `GET /user` can work for this kind (access tokens always get 403).
+    pub fn has_user_identity(&self) -> bool {
+        !matches!(self.material, Material::AccessToken { .. })
+    }
+
+    /// Every username under which this secret may be sent, for scrubbing and redaction.
+    pub fn usernames(&self) -> Vec<&str> {
+        let mut names = vec![self.git_username()];
+        match &self.material {
+            Material::ApiToken {
+                email: Some(email), ..
+            } => names.push(email),
+            Material::OauthClientCredentials { client_id, .. } => names.push(client_id),
+            _ => {}
+        }
+        for fixed in [API_TOKEN_GIT_USERNAME, TOKEN_GIT_USERNAME] {
+            if !names.contains(&fixed) {
+                names.push(fixed);
+            }
+        }
+        names
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.secret().fingerprint()
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("kind", &self.kind())
+            .field("source", &self.source)
+            .field("git_username", &self.git_username())
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// A non-fatal observation about how a credential was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Which repositories a credential of a config serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// No `match:` list: every repository not claimed by a more specific entry.
+    Any,
+    Workspace(String),
+    Repository(RepoRef),
+}
+
+impl Scope {
+    /// Higher is more specific; `None` if the scope does not cover `repo`.
+    fn specificity(&self, repo: &RepoRef) -> Option<u8> {
+        match self {
+            Scope::Any => Some(0),
+            Scope::Workspace(ws) if ws.eq_ignore_ascii_case(&repo.workspace) => Some(1),
+            Scope::Repository(r) if r.matches(repo) => Some(2),
+            _ => None,
+        }
+    }
+}
+
+/// The credentials of a run, each with the repositories it serves.
+#[derive(Debug)]
+pub struct CredentialSet {
+    entries: Vec<(Vec<Scope>, Credential)>,
+    /// Option defaults read from the config file, if one was used.
+    pub defaults: ConfigDefaults,
+}
+
+impl CredentialSet {
+    pub fn single(credential: Credential) -> Self {
+        Self {
+            entries: vec![(vec![Scope::Any], credential)],
+            defaults: ConfigDefaults::default(),
+        }
+    }
+
+    pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
+        self.entries.iter().map(|(_, c)| c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of the credential serving `repo`: the most specific match wins
+    /// (`workspace/repo` over `workspace` over an entry without `match:`).
+    pub fn route(&self, repo: &RepoRef) -> Option<usize> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (scopes, _))| {
+                scopes
+                    .iter()
+                    .filter_map(|s| s.specificity(repo))
+                    .max()
+                    .map(|level| (level, i))
+            })
+            // Equal specificity is rejected when the config is loaded, so the
+            // first of the highest is the only one.
+            .max_by_key(|&(level, i)| (level, std::cmp::Reverse(i)))
+            .map(|(_, i)| i)
+    }
+
+    pub fn credential(&self, index: usize) -> &Credential {
+        &self.entries[index].1
+    }
+}
+
+/// Everything that can go wrong while resolving credentials. Every variant
+/// names where the value came from, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no Bitbucket credential found")]
+    NoCredential,
+    #[error("more than one kind of credential is set: {}", .0.join(", "))]
+    SeveralKinds(Vec<String>),
+    #[error("{kind} from {origin} needs {missing} too")]
+    Incomplete {
+        kind: Kind,
+        origin: String,
+        missing: &'static str,
+    },
+    #[error(
+        "{origin} does not look like an email address (the REST API needs the Atlassian account email here)"
+    )]
+    EmailNotAnEmail { origin: String },
+    #[error(
+        "{origin} holds an email address, but git needs the Bitbucket username for an app password"
+    )]
+    AppPasswordEmailUsername { origin: String },
+}
+
+impl ResolveError {
+    pub fn hint(&self) -> String {
+        match self {
+            ResolveError::Source(e) => e.hint(),
+            ResolveError::Config(e) => e.hint(),
+            ResolveError::NoCredential => "set one of BITBUCKET_API_TOKEN, BITBUCKET_ACCESS_TOKEN, \
+                BITBUCKET_OAUTH_CLIENT_ID + BITBUCKET_OAUTH_CLIENT_SECRET (or NAME_FILE with a path to a \
+                file holding it), use --secrets-dir, or --config"
+                .into(),
+            ResolveError::SeveralKinds(_) => "unset all but one, or write a --config file that says \
+                which credential serves which workspace"
+                .into(),
+            ResolveError::Incomplete { missing, .. } => format!("set {missing}"),
+            ResolveError::EmailNotAnEmail { .. } => "set BITBUCKET_EMAIL to the email address of the \
+                Atlassian account that created the API token (the Bitbucket username goes in \
+                BITBUCKET_USERNAME)"
+                .into(),
+            ResolveError::AppPasswordEmailUsername { .. } => "set BITBUCKET_USERNAME to the Bitbucket \
+                username shown under Personal settings > Account settings; better, replace the app \
+                password with an API token (app passwords were removed on 2026-07-28)"
+                .into(),
+        }
+    }
+}
+
+/// Where credentials are read from for this run.
+pub struct Resolver<'a> {
+    pub env: &'a dyn Environment,
+    pub secrets_dir: Option<&'a std::path::Path>,
+    pub config_file: Option<&'a std::path::Path>,
+}
+
+impl Resolver<'_> {
+    /// Resolves the credentials once, at start-up (DESIGN.md §2).
+    pub fn resolve(&self) -> Result<CredentialSet, ResolveError> {
+        let reader = source::Reader::new(self.env, self.secrets_dir);
+        if let Some(path) = self.config_file {
+            return Ok(config::load(path, &reader)?);
+        }
+        source::from_variables(&reader).map(CredentialSet::single)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_token(username: Option<&str>, email: Option<&str>) -> Credential {
+        Credential {
+            name: "env".into(),
+            source: "env:BITBUCKET_API_TOKEN".into(),
+            material: Material::ApiToken {
+                token: Secret::new("FAKE-api-token-000000000000".into()),
+                username: username.map(str::to_owned),
+                email: email.map(str::to_owned),
+            },
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn each_kind_gives_git_the_username_bitbucket_expects() {
+        assert_eq!(api_token(None, None).git_username(), API_TOKEN_GIT_USERNAME);
+        assert_eq!(api_token(Some("jdoe"), None).git_username(), "jdoe");
+        let access = Credential {
+            name: "env".into(),
+            source: "x".into(),
+            material: Material::AccessToken {
+                token: Secret::new("FAKE".into()),
+            },
+            warnings: vec![],
+        };
+        assert_eq!(access.git_username(), TOKEN_GIT_USERNAME);
+        assert!(!access.has_user_identity());
+        let app = Credential {
+            name: "env".into(),
+            source: "x".into(),
+            material: Material::AppPassword {
+                username: "jdoe".into(),
+                password: Secret::new("FAKE".into()),
+            },
+            warnings: vec![],
+        };
+        assert_eq!(app.git_username(), "jdoe");
+    }
+
+    #[test]
+    fn api_token_rest_auth_needs_the_email() {
+        assert!(matches!(
+            api_token(Some("jdoe"), None).rest_auth(),
+            RestAuth::Unavailable
+        ));
+        match api_token(Some("jdoe"), Some("jdoe@example.com")).rest_auth() {
+            RestAuth::Basic { user, .. } => assert_eq!(user, "jdoe@example.com"),
+            _ => panic!("expected Basic auth with the email"),
+        }
+    }
+
+    #[test]
+    fn debug_of_a_credential_hides_the_secret() {
+        let shown = format!("{:?}", api_token(None, None));
+        assert!(!shown.contains("FAKE-api-token"), "{shown}");
+    }
+
+    #[test]
+    fn routing_prefers_repository_over_workspace_over_catch_all() {
+        let repo = |s: &str| RepoRef::parse(s).expect("valid repo");
+        let set = CredentialSet {
+            entries: vec![
+                (vec![Scope::Any], api_token(None, None)),
+                (vec![Scope::Workspace("acme".into())], api_token(None, None)),
+                (
+                    vec![Scope::Repository(repo("acme/app"))],
+                    api_token(None, None),
+                ),
+            ],
+            defaults: ConfigDefaults::default(),
+        };
+        assert_eq!(set.route(&repo("acme/app")), Some(2));
+        assert_eq!(set.route(&repo("ACME/lib")), Some(1));
+        assert_eq!(set.route(&repo("other/app")), Some(0));
+        let only_acme = CredentialSet {
+            entries: vec![(vec![Scope::Workspace("acme".into())], api_token(None, None))],
+            defaults: ConfigDefaults::default(),
+        };
+        assert_eq!(only_acme.route(&repo("other/app")), None);
+    }
+}

@@ -1,0 +1,814 @@
+//! Reading credential values from environment variables, `NAME_FILE` files and
+//! a secrets directory (DESIGN.md §2).
+//!
+//! Every value is checked here (one trailing newline stripped; empty, oversized,
+//! non-UTF-8 values and inner whitespace or control characters refused) and
+//! secret values become [`Secret`]s before this module returns. Errors name the
+//! source (`BITBUCKET_API_TOKEN_FILE=/run/secrets/x`), never the value.
+
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::{Credential, Kind, Material, ResolveError, Warning};
+use crate::secret::Secret;
+
+/// The largest secret file we read; real tokens are a few hundred bytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Read access to environment variables, so resolution can be tested without
+/// touching the process environment.
+pub trait Environment {
+    fn var_os(&self, name: &str) -> Option<OsString>;
+}
+
+/// The real process environment.
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var_os(&self, name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+}
+
+impl Environment for std::collections::HashMap<String, OsString> {
+    fn var_os(&self, name: &str) -> Option<OsString> {
+        self.get(name).cloned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{name} and {others} are both set")]
+    Conflict { name: String, others: String },
+    #[error("{origin}: file does not exist")]
+    Missing { origin: String },
+    #[error("{origin}: is a directory, not a file")]
+    Directory { origin: String },
+    #[error("{origin}: cannot be read ({reason})")]
+    Unreadable { origin: String, reason: String },
+    #[error("{origin}: is empty")]
+    Empty { origin: String },
+    #[error("{origin}: is larger than {MAX_SECRET_FILE_BYTES} bytes, which no Bitbucket secret is")]
+    TooLarge { origin: String },
+    #[error("{origin}: is not valid UTF-8")]
+    NotUtf8 { origin: String },
+    #[error("{origin}: contains {what} at byte {position}")]
+    BadCharacter {
+        origin: String,
+        what: &'static str,
+        position: usize,
+    },
+}
+
+impl SourceError {
+    pub fn hint(&self) -> String {
+        match self {
+            SourceError::Conflict { .. } => {
+                "set the value in one place only: NAME, NAME_FILE or the secrets directory".into()
+            }
+            SourceError::Missing { .. } | SourceError::Directory { .. } => {
+                "point it at the file that holds the secret (for Docker/Kubernetes secrets, usually \
+                 /run/secrets/<name>)"
+                    .into()
+            }
+            SourceError::Unreadable { .. } => {
+                "make the file readable by the user running bbinject".into()
+            }
+            SourceError::Empty { .. } => {
+                "the CI secret is empty or was not mounted; check the secret's name in your CI settings"
+                    .into()
+            }
+            SourceError::TooLarge { .. } | SourceError::NotUtf8 { .. } => {
+                "the file should hold only the token, on one line".into()
+            }
+            SourceError::BadCharacter { .. } => {
+                "a token is one word: check for a pasted label, a space or quotes around the value"
+                    .into()
+            }
+        }
+    }
+}
+
+/// A value as read, before it is turned into a secret or a plain string.
+pub(super) struct Value {
+    pub text: Zeroizing<String>,
+    /// Where it came from, e.g. `env:BITBUCKET_API_TOKEN_FILE`.
+    pub source: String,
+    pub warnings: Vec<Warning>,
+}
+
+impl Value {
+    pub fn into_secret(mut self) -> Secret {
+        Secret::new(std::mem::take(&mut *self.text))
+    }
+
+    pub fn into_plain(self) -> String {
+        self.text.as_str().to_owned()
+    }
+}
+
+pub(super) struct Reader<'a> {
+    env: &'a dyn Environment,
+    secrets_dir: Option<&'a Path>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(env: &'a dyn Environment, secrets_dir: Option<&'a Path>) -> Self {
+        Self { env, secrets_dir }
+    }
+
+    /// Reads variable `name` from `NAME`, `NAME_FILE` or `<secrets dir>/<name>`;
+    /// more than one of them set is an error.
+    pub fn variable(&self, name: &str) -> Result<Option<Value>, SourceError> {
+        let file_name = format!("{name}_FILE");
+        let direct = self.env.var_os(name);
+        let file = self.env.var_os(&file_name);
+        let in_dir = self
+            .secrets_dir
+            .map(|dir| dir.join(name.to_ascii_lowercase()))
+            .filter(|path| path.symlink_metadata().is_ok());
+
+        let mut present = Vec::new();
+        if direct.is_some() {
+            present.push(name.to_owned());
+        }
+        if file.is_some() {
+            present.push(file_name.clone());
+        }
+        if let Some(path) = &in_dir {
+            present.push(path.display().to_string());
+        }
+        if present.len() > 1 {
+            let name = present.remove(0);
+            return Err(SourceError::Conflict {
+                name,
+                others: present.join(" and "),
+            });
+        }
+
+        if let Some(raw) = direct {
+            let source = format!("env:{name}");
+            let text = raw.into_string().map_err(|_| SourceError::NotUtf8 {
+                origin: name.to_owned(),
+            })?;
+            let text = validate_value(Zeroizing::new(text), name)?;
+            return Ok(Some(Value {
+                text,
+                source,
+                warnings: vec![],
+            }));
+        }
+        if let Some(path) = file {
+            let path = PathBuf::from(path);
+            let label = format!("{file_name}={}", path.display());
+            return read_secret_file(&path, &label)
+                .map(|(text, warnings)| Value {
+                    text,
+                    source: format!("env:{file_name}"),
+                    warnings,
+                })
+                .map(Some);
+        }
+        if let Some(path) = in_dir {
+            let label = path.display().to_string();
+            return read_secret_file(&path, &label)
+                .map(|(text, warnings)| Value {
+                    text,
+                    source: format!("file:{label}"),
+                    warnings,
+                })
+                .map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Reads a variable that names another variable's value (config `*_env` keys):
+    /// only `NAME` itself and `NAME_FILE`.
+    pub fn env_only(&self, name: &str) -> Result<Option<Value>, SourceError> {
+        let scoped = Reader {
+            env: self.env,
+            secrets_dir: None,
+        };
+        scoped.variable(name)
+    }
+}
+
+/// Reads a secret file with the rules of DESIGN.md §2. `label` names it in errors.
+pub fn read_secret_file(
+    path: &Path,
+    label: &str,
+) -> Result<(Zeroizing<String>, Vec<Warning>), SourceError> {
+    let source = || label.to_owned();
+    let metadata = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::Missing { origin: source() });
+        }
+        Err(e) => {
+            return Err(SourceError::Unreadable {
+                origin: source(),
+                reason: io_reason(&e),
+            });
+        }
+    };
+    if metadata.is_dir() {
+        return Err(SourceError::Directory { origin: source() });
+    }
+    if metadata.len() > MAX_SECRET_FILE_BYTES {
+        return Err(SourceError::TooLarge { origin: source() });
+    }
+    let file = std::fs::File::open(path).map_err(|e| SourceError::Unreadable {
+        origin: source(),
+        reason: io_reason(&e),
+    })?;
+    // Read through a bound as well: /proc files and pipes report a length of 0.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SourceError::Unreadable {
+            origin: source(),
+            reason: io_reason(&e),
+        })?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(SourceError::TooLarge { origin: source() });
+    }
+
+    let mut warnings = Vec::new();
+    let mode = metadata.permissions().mode();
+    if mode & 0o044 != 0 {
+        warnings.push(Warning {
+            code: "secret-file-permissions",
+            message: format!(
+                "{label} is readable by other users (mode {:03o})",
+                mode & 0o777
+            ),
+            hint:
+                "restrict it to its owner (chmod 600, or defaultMode: 0400 for a Kubernetes secret)"
+                    .into(),
+        });
+    }
+
+    let bytes = std::mem::take(&mut *bytes);
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // The rejected bytes are inside the error: wipe them before dropping.
+        drop(Zeroizing::new(e.into_bytes()));
+        SourceError::NotUtf8 { origin: source() }
+    })?;
+    Ok((validate_value(Zeroizing::new(text), label)?, warnings))
+}
+
+/// Strips one trailing `\n` or `\r\n` and refuses empty values and values with
+/// whitespace or control characters inside.
+pub(super) fn validate_value(
+    mut text: Zeroizing<String>,
+    source: &str,
+) -> Result<Zeroizing<String>, SourceError> {
+    let len = text.len();
+    if text.ends_with("\r\n") {
+        text.truncate(len - 2);
+    } else if text.ends_with('\n') {
+        text.truncate(len - 1);
+    }
+    if text.is_empty() {
+        return Err(SourceError::Empty {
+            origin: source.to_owned(),
+        });
+    }
+    if let Some((position, c)) = text
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        let what = if c.is_control() && !c.is_whitespace() {
+            "a control character"
+        } else if matches!(c, '\n' | '\r') {
+            "a line break"
+        } else {
+            "whitespace"
+        };
+        return Err(SourceError::BadCharacter {
+            origin: source.to_owned(),
+            what,
+            position,
+        });
+    }
+    Ok(text)
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.kind().to_string(),
+    }
+}
+
+const API_TOKEN: &str = "BITBUCKET_API_TOKEN";
+const ACCESS_TOKEN: &str = "BITBUCKET_ACCESS_TOKEN";
+const APP_PASSWORD: &str = "BITBUCKET_APP_PASSWORD";
+const OAUTH_CLIENT_ID: &str = "BITBUCKET_OAUTH_CLIENT_ID";
+const OAUTH_CLIENT_SECRET: &str = "BITBUCKET_OAUTH_CLIENT_SECRET";
+const USERNAME: &str = "BITBUCKET_USERNAME";
+const EMAIL: &str = "BITBUCKET_EMAIL";
+
+/// Every variable that can hold a secret; `exec` removes them (and their
+/// `_FILE` twins) from the child's environment.
+pub const SECRET_VARIABLES: [&str; 4] =
+    [API_TOKEN, ACCESS_TOKEN, APP_PASSWORD, OAUTH_CLIENT_SECRET];
+
+/// Builds the one credential the `BITBUCKET_*` variables describe.
+pub(super) fn from_variables(reader: &Reader<'_>) -> Result<Credential, ResolveError> {
+    let api_token = reader.variable(API_TOKEN)?;
+    let access_token = reader.variable(ACCESS_TOKEN)?;
+    let app_password = reader.variable(APP_PASSWORD)?;
+    let client_id = reader.variable(OAUTH_CLIENT_ID)?;
+    let client_secret = reader.variable(OAUTH_CLIENT_SECRET)?;
+    let username = reader.variable(USERNAME)?;
+    let email = reader.variable(EMAIL)?;
+
+    let mut kinds = Vec::new();
+    for (value, kind) in [
+        (&api_token, Kind::ApiToken),
+        (&access_token, Kind::AccessToken),
+        (&app_password, Kind::AppPassword),
+    ] {
+        if let Some(v) = value {
+            kinds.push((kind, v.source.clone()));
+        }
+    }
+    if client_id.is_some() || client_secret.is_some() {
+        let source = [&client_id, &client_secret]
+            .into_iter()
+            .flatten()
+            .map(|v| v.source.clone())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        kinds.push((Kind::OauthClientCredentials, source));
+    }
+    match kinds.len() {
+        0 => return Err(ResolveError::NoCredential),
+        1 => {}
+        _ => {
+            return Err(ResolveError::SeveralKinds(
+                kinds
+                    .iter()
+                    .map(|(kind, source)| format!("{kind} ({source})"))
+                    .collect(),
+            ));
+        }
+    }
+    let (kind, source) = kinds.remove(0);
+    let fields = Fields {
+        name: "env".into(),
+        source,
+        username: username.map(|v| (v.source.clone(), v.into_plain())),
+        email: email.map(|v| (v.source.clone(), v.into_plain())),
+        client_id: client_id.map(Value::into_plain),
+    };
+    let secret = match kind {
+        Kind::ApiToken => api_token,
+        Kind::AccessToken => access_token,
+        Kind::AppPassword => app_password,
+        Kind::OauthClientCredentials => client_secret,
+    };
+    build(kind, secret, fields)
+}
+
+/// The non-secret parts of a credential, with their sources.
+pub(super) struct Fields {
+    pub name: String,
+    pub source: String,
+    pub username: Option<(String, String)>,
+    pub email: Option<(String, String)>,
+    pub client_id: Option<String>,
+}
+
+/// Turns the raw parts into a [`Credential`] that cannot be incomplete,
+/// noting the common mistakes of DESIGN.md §1 as warnings.
+pub(super) fn build(
+    kind: Kind,
+    secret: Option<Value>,
+    fields: Fields,
+) -> Result<Credential, ResolveError> {
+    let incomplete = |missing| ResolveError::Incomplete {
+        kind,
+        origin: fields.source.clone(),
+        missing,
+    };
+    let secret_value = secret.ok_or_else(|| match kind {
+        Kind::OauthClientCredentials => incomplete("BITBUCKET_OAUTH_CLIENT_SECRET"),
+        _ => incomplete("the secret"),
+    })?;
+    let mut warnings = secret_value.warnings.clone();
+    let secret_source = secret_value.source.clone();
+    let secret = secret_value.into_secret();
+    warnings.extend(prefix_warnings(kind, &secret, &secret_source));
+
+    let material = match kind {
+        Kind::ApiToken => {
+            let mut username = fields.username.clone();
+            let mut email = fields.email.clone();
+            if let Some((source, value)) = &email {
+                if !value.contains('@') {
+                    return Err(ResolveError::EmailNotAnEmail {
+                        origin: source.clone(),
+                    });
+                }
+            }
+            if let Some((source, value)) = username.clone() {
+                if value.contains('@') {
+                    warnings.push(Warning {
+                        code: "git-username-is-email",
+                        message: format!(
+                            "{source} holds an email address; git rejects the email as username, so \
+                             {} is used for git instead",
+                            super::API_TOKEN_GIT_USERNAME
+                        ),
+                        hint: "set BITBUCKET_USERNAME to your Bitbucket username (Personal settings > \
+                               Account settings) or leave it unset, and put the email in BITBUCKET_EMAIL"
+                            .into(),
+                    });
+                    if email.is_none() {
+                        email = Some((source, value));
+                    }
+                    username = None;
+                }
+            }
+            if email.is_none() {
+                warnings.push(Warning {
+                    code: "rest-email-missing",
+                    message: "BITBUCKET_EMAIL is not set, so the REST API cannot be asked about this \
+                              API token (it needs the Atlassian account email); only git is probed"
+                        .into(),
+                    hint: "set BITBUCKET_EMAIL to the email of the Atlassian account that owns the token"
+                        .into(),
+                });
+            }
+            Material::ApiToken {
+                token: secret,
+                username: username.map(|(_, v)| v),
+                email: email.map(|(_, v)| v),
+            }
+        }
+        Kind::AccessToken => {
+            if let Some((source, _)) = &fields.username {
+                warnings.push(Warning {
+                    code: "username-ignored",
+                    message: format!(
+                        "{source} is ignored: git must use {} with an access token",
+                        super::TOKEN_GIT_USERNAME
+                    ),
+                    hint: "unset BITBUCKET_USERNAME for access tokens".into(),
+                });
+            }
+            Material::AccessToken { token: secret }
+        }
+        Kind::OauthClientCredentials => {
+            let client_id = fields
+                .client_id
+                .clone()
+                .ok_or_else(|| incomplete("BITBUCKET_OAUTH_CLIENT_ID"))?;
+            Material::OauthClientCredentials {
+                client_id,
+                client_secret: secret,
+            }
+        }
+        Kind::AppPassword => {
+            let (source, username) = fields
+                .username
+                .clone()
+                .ok_or_else(|| incomplete("BITBUCKET_USERNAME"))?;
+            if username.contains('@') {
+                return Err(ResolveError::AppPasswordEmailUsername { origin: source });
+            }
+            warnings.push(Warning {
+                code: "app-password-deprecated",
+                message: "app passwords were removed from Bitbucket Cloud on 2026-07-28; this one \
+                          will be rejected"
+                    .into(),
+                hint: APP_PASSWORD_HINT.into(),
+            });
+            Material::AppPassword {
+                username,
+                password: secret,
+            }
+        }
+    };
+    Ok(Credential {
+        name: fields.name,
+        source: fields.source,
+        material,
+        warnings,
+    })
+}
+
+pub const APP_PASSWORD_HINT: &str = "create an API token with scopes read:repository:bitbucket \
+    (and write:repository:bitbucket to push) at id.atlassian.com > Security > API tokens, set it as \
+    BITBUCKET_API_TOKEN, your Bitbucket username as BITBUCKET_USERNAME and your Atlassian email as \
+    BITBUCKET_EMAIL; then revoke the app password";
+
+/// Token prefixes seen in the wild are hints, never grounds for refusal.
+fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
+    let looks_like = if secret.starts_with("ATBB") {
+        Some((Kind::AppPassword, "looks-like-app-password"))
+    } else if secret.starts_with("ATATT") {
+        Some((Kind::ApiToken, "looks-like-api-token"))
+    } else if secret.starts_with("ATCTT") {
+        Some((Kind::AccessToken, "looks-like-access-token"))
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    if let Some((seen, code)) = looks_like.filter(|(seen, _)| *seen != kind) {
+        let hint = match seen {
+            Kind::AppPassword => APP_PASSWORD_HINT.to_owned(),
+            Kind::ApiToken => "put an API token in BITBUCKET_API_TOKEN".to_owned(),
+            _ => "put a repository, project or workspace access token in BITBUCKET_ACCESS_TOKEN"
+                .to_owned(),
+        };
+        warnings.push(Warning {
+            code,
+            message: format!(
+                "the value from {source} looks like an {} (by its prefix), not an {}",
+                seen.description(),
+                kind.description()
+            ),
+            hint,
+        });
+    }
+    if kind != Kind::OauthClientCredentials && secret.len() < 20 {
+        warnings.push(Warning {
+            code: "secret-looks-like-label",
+            message: format!(
+                "the value from {source} is only {} characters long; Bitbucket tokens are much longer",
+                secret.len()
+            ),
+            hint: "did you paste the token's name (label) instead of its value? The value is shown \
+                   once, when the token is created"
+                .into(),
+        });
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const FAKE_TOKEN: &str = "ATATT3xFAKEFAKEFAKEFAKEFAKE0000";
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, OsString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect()
+    }
+
+    fn resolve(pairs: &[(&str, &str)]) -> Result<Credential, ResolveError> {
+        let env = env(pairs);
+        from_variables(&Reader::new(&env, None))
+    }
+
+    fn assert_no_secret(text: &str) {
+        assert!(!text.contains("FAKEFAKE"), "secret leaked into: {text}");
+    }
+
+    #[test]
+    fn api_token_from_the_environment() {
+        let cred = resolve(&[(API_TOKEN, FAKE_TOKEN), (EMAIL, "jdoe@example.com")]).expect("ok");
+        assert_eq!(cred.kind(), Kind::ApiToken);
+        assert_eq!(cred.source, "env:BITBUCKET_API_TOKEN");
+        assert_eq!(cred.secret().expose(), FAKE_TOKEN);
+        assert!(cred.warnings.is_empty(), "{:?}", cred.warnings);
+    }
+
+    #[test]
+    fn trailing_newlines_are_stripped_once() {
+        for value in [format!("{FAKE_TOKEN}\n"), format!("{FAKE_TOKEN}\r\n")] {
+            let cred = resolve(&[(ACCESS_TOKEN, &value)]).expect("ok");
+            assert_eq!(cred.secret().expose(), FAKE_TOKEN);
+        }
+        let err =
+            resolve(&[(ACCESS_TOKEN, &format!("{FAKE_TOKEN}\n\n"))]).expect_err("two newlines");
+        assert!(matches!(
+            err,
+            ResolveError::Source(SourceError::BadCharacter { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_source_only() {
+        let cases: &[(&str, fn(&SourceError) -> bool)] = &[
+            ("", |e| matches!(e, SourceError::Empty { .. })),
+            ("\n", |e| matches!(e, SourceError::Empty { .. })),
+            ("FAKEFAKE inner space", |e| {
+                matches!(e, SourceError::BadCharacter { .. })
+            }),
+            ("FAKEFAKE\ttab", |e| {
+                matches!(e, SourceError::BadCharacter { .. })
+            }),
+            ("FAKEFAKE\u{7}bell", |e| {
+                matches!(e, SourceError::BadCharacter { .. })
+            }),
+            ("FAKEFAKE\nsecond line", |e| {
+                matches!(e, SourceError::BadCharacter { .. })
+            }),
+        ];
+        for (value, expected) in cases {
+            let err = resolve(&[(API_TOKEN, value)]).expect_err(value);
+            let ResolveError::Source(source_err) = &err else {
+                panic!("{err}")
+            };
+            assert!(expected(source_err), "{value:?} gave {err}");
+            let text = format!("{err} {}", err.hint());
+            assert!(text.contains(API_TOKEN), "{text}");
+            assert_no_secret(&text);
+        }
+    }
+
+    #[test]
+    fn name_and_name_file_both_set_is_an_error() {
+        let err = resolve(&[(API_TOKEN, FAKE_TOKEN), ("BITBUCKET_API_TOKEN_FILE", "/x")])
+            .expect_err("conflict");
+        assert_eq!(
+            err.to_string(),
+            "BITBUCKET_API_TOKEN and BITBUCKET_API_TOKEN_FILE are both set"
+        );
+    }
+
+    #[test]
+    fn two_kinds_without_a_config_name_them_all() {
+        let err = resolve(&[(API_TOKEN, FAKE_TOKEN), (ACCESS_TOKEN, FAKE_TOKEN)]).expect_err("two");
+        let text = err.to_string();
+        assert!(
+            text.contains("api_token (env:BITBUCKET_API_TOKEN)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("access_token (env:BITBUCKET_ACCESS_TOKEN)"),
+            "{text}"
+        );
+        assert_no_secret(&text);
+    }
+
+    #[test]
+    fn nothing_set_is_no_credential() {
+        assert!(matches!(resolve(&[]), Err(ResolveError::NoCredential)));
+        // A username alone is not a credential.
+        assert!(matches!(
+            resolve(&[(USERNAME, "jdoe")]),
+            Err(ResolveError::NoCredential)
+        ));
+    }
+
+    #[test]
+    fn email_as_git_username_is_moved_to_rest_with_a_warning() {
+        let cred = resolve(&[(API_TOKEN, FAKE_TOKEN), (USERNAME, "jdoe@example.com")]).expect("ok");
+        assert_eq!(
+            cred.git_username(),
+            crate::credential::API_TOKEN_GIT_USERNAME
+        );
+        assert!(
+            cred.warnings
+                .iter()
+                .any(|w| w.code == "git-username-is-email")
+        );
+        assert!(
+            matches!(cred.rest_auth(), crate::credential::RestAuth::Basic { user, .. } if user == "jdoe@example.com")
+        );
+    }
+
+    #[test]
+    fn username_where_the_email_belongs_is_an_error() {
+        let err = resolve(&[(API_TOKEN, FAKE_TOKEN), (EMAIL, "jdoe")]).expect_err("not an email");
+        assert!(err.to_string().contains("env:BITBUCKET_EMAIL"), "{err}");
+    }
+
+    #[test]
+    fn app_password_needs_a_username_and_is_flagged() {
+        let err = resolve(&[(APP_PASSWORD, "FAKEFAKEapppassword00")]).expect_err("no user");
+        assert!(err.to_string().contains("BITBUCKET_USERNAME"), "{err}");
+        let cred =
+            resolve(&[(APP_PASSWORD, "FAKEFAKEapppassword00"), (USERNAME, "jdoe")]).expect("ok");
+        assert!(
+            cred.warnings
+                .iter()
+                .any(|w| w.code == "app-password-deprecated")
+        );
+    }
+
+    #[test]
+    fn prefixes_are_hints_never_refusals() {
+        let cred = resolve(&[(API_TOKEN, "ATBBFAKEFAKEFAKEFAKEFAKE0000")]).expect("accepted");
+        assert!(
+            cred.warnings
+                .iter()
+                .any(|w| w.code == "looks-like-app-password")
+        );
+        let cred = resolve(&[(ACCESS_TOKEN, FAKE_TOKEN)]).expect("accepted");
+        assert!(
+            cred.warnings
+                .iter()
+                .any(|w| w.code == "looks-like-api-token")
+        );
+        let short = resolve(&[(ACCESS_TOKEN, "ci-token")]).expect("accepted");
+        assert!(
+            short
+                .warnings
+                .iter()
+                .any(|w| w.code == "secret-looks-like-label")
+        );
+    }
+
+    #[test]
+    fn oauth_needs_both_halves() {
+        let err = resolve(&[(OAUTH_CLIENT_ID, "client")]).expect_err("no secret");
+        assert!(
+            err.to_string().contains("BITBUCKET_OAUTH_CLIENT_SECRET"),
+            "{err}"
+        );
+        let err = resolve(&[(OAUTH_CLIENT_SECRET, "FAKEFAKEsecret")]).expect_err("no id");
+        assert!(
+            err.to_string().contains("BITBUCKET_OAUTH_CLIENT_ID"),
+            "{err}"
+        );
+        assert_no_secret(&err.to_string());
+        let cred = resolve(&[
+            (OAUTH_CLIENT_ID, "client"),
+            (OAUTH_CLIENT_SECRET, "FAKEFAKEsecret"),
+        ])
+        .expect("ok");
+        assert_eq!(cred.kind(), Kind::OauthClientCredentials);
+        assert_eq!(cred.git_username(), crate::credential::TOKEN_GIT_USERNAME);
+    }
+
+    #[test]
+    fn secret_files_follow_the_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, bytes: &[u8], mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        };
+        let ok = write("ok", format!("{FAKE_TOKEN}\r\n").as_bytes(), 0o600);
+        let (text, warnings) = read_secret_file(&ok, "X_FILE=ok").expect("ok");
+        assert_eq!(text.as_str(), FAKE_TOKEN);
+        assert!(warnings.is_empty());
+
+        let open = write("open", FAKE_TOKEN.as_bytes(), 0o644);
+        let (_, warnings) = read_secret_file(&open, "X_FILE=open").expect("ok");
+        assert_eq!(warnings[0].code, "secret-file-permissions");
+
+        let cases: Vec<(PathBuf, fn(&SourceError) -> bool)> = vec![
+            (dir.path().join("absent"), |e| {
+                matches!(e, SourceError::Missing { .. })
+            }),
+            (dir.path().to_path_buf(), |e| {
+                matches!(e, SourceError::Directory { .. })
+            }),
+            (write("empty", b"", 0o600), |e| {
+                matches!(e, SourceError::Empty { .. })
+            }),
+            (write("newline", b"\n", 0o600), |e| {
+                matches!(e, SourceError::Empty { .. })
+            }),
+            (write("big", &vec![b'A'; 64 * 1024 + 1], 0o600), |e| {
+                matches!(e, SourceError::TooLarge { .. })
+            }),
+            (write("latin1", b"FAKEFAKE\xe9\xff", 0o600), |e| {
+                matches!(e, SourceError::NotUtf8 { .. })
+            }),
+            (write("space", b"FAKEFAKE x", 0o600), |e| {
+                matches!(e, SourceError::BadCharacter { .. })
+            }),
+        ];
+        for (path, expected) in cases {
+            let label = format!("X_FILE={}", path.display());
+            let err = read_secret_file(&path, &label).expect_err(&label);
+            assert!(expected(&err), "{label}: {err}");
+            assert!(err.to_string().starts_with(&label), "{err}");
+            assert_no_secret(&err.to_string());
+        }
+    }
+
+    #[test]
+    fn secrets_dir_files_are_named_after_the_variables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bitbucket_access_token");
+        std::fs::write(&path, format!("{FAKE_TOKEN}\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        let env = env(&[]);
+        let cred = from_variables(&Reader::new(&env, Some(dir.path()))).expect("ok");
+        assert_eq!(cred.kind(), Kind::AccessToken);
+        assert_eq!(cred.source, format!("file:{}", path.display()));
+
+        let env = self::env(&[(ACCESS_TOKEN, FAKE_TOKEN)]);
+        let err = from_variables(&Reader::new(&env, Some(dir.path()))).expect_err("both");
+        assert!(err.to_string().contains("bitbucket_access_token"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! Exit codes in one enum, and the one place errors become text for a person:
+//! `bbinject: error: …` then `hint: …`. Errors of every module arrive here
+//! typed; none of them carries a secret, so none can print one.
+
+use std::io::Write as _;
+
+use crate::bitbucket::{EndpointError, HttpError, codes};
+use crate::credential::{RepoRefError, ResolveError};
+
+/// What `bbinject` exits with. `check` and a failing preflight use 2–5;
+/// `exec` otherwise passes the child's status through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Success,
+    /// Usage or configuration: no credential, `X` and `X_FILE` both set, bad YAML…
+    Usage,
+    /// Bitbucket refused the credential (401/410).
+    CredentialRejected,
+    /// Authenticated but not allowed (403, 404 on a private repository, missing scope).
+    NotAllowed,
+    /// Bitbucket could not be reached (DNS, TLS, timeout, 5xx/429 after retries).
+    Unreachable,
+}
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Usage => 2,
+            ExitCode::CredentialRejected => 3,
+            ExitCode::NotAllowed => 4,
+            ExitCode::Unreachable => 5,
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("BITBUCKET_REPO_FULL_NAME: {0}")]
+    PipelinesRepo(RepoRefError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl Error {
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Resolve(e) => e.hint(),
+            Error::Endpoint(e) => e.hint(),
+            Error::PipelinesRepo(_) => "pass --repo WORKSPACE/SLUG explicitly".into(),
+            Error::Http(e) => e.hint(),
+            Error::Runtime(_) => "the machine may be out of threads or file descriptors".into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Runtime(_) => ExitCode::Unreachable,
+            _ => ExitCode::Usage,
+        }
+    }
+
+    /// The stable problem code this error has in a JSON report.
+    pub fn code(&self) -> &'static str {
+        codes::CONFIGURATION
+    }
+}
+
+/// Prints `error` the one way errors are printed: a line, then a hint.
+pub fn print(error: &Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "bbinject: error: {error}");
+    let _ = writeln!(stderr, "hint: {}", error.hint());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_documented_numbers() {
+        let table = [
+            (ExitCode::Success, 0),
+            (ExitCode::Usage, 2),
+            (ExitCode::CredentialRejected, 3),
+            (ExitCode::NotAllowed, 4),
+            (ExitCode::Unreachable, 5),
+        ];
+        for (code, number) in table {
+            assert_eq!(code.code(), number, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn configuration_errors_exit_2() {
+        let e = Error::Resolve(ResolveError::NoCredential);
+        assert_eq!(e.exit_code(), ExitCode::Usage);
+        assert!(e.hint().contains("BITBUCKET_API_TOKEN"));
+    }
+}

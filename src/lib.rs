@@ -1,0 +1,37 @@
+//! bbinject gets a Bitbucket Cloud credential from where CI systems keep
+//! secrets (environment variables, mounted secret files, a YAML config) into
+//! git over HTTPS without the secret reaching `.git/config`,
+//! `~/.git-credentials`, a command line, a child's environment or a log, and
+//! proves before the build starts that the credential works.
+//!
+//! Module map (see DESIGN.md §7):
+//! - [`cli`]: clap definitions (the `--help` text);
+//! - [`error`]: exit codes and the one place errors become text;
+//! - [`secret`]: the one secret type;
+//! - [`credential`]: the credential model and its sources;
+//! - [`bitbucket`]: HTTP client, API and git probes, the preflight report;
+//! - [`check`]: the `check` command.
+
+pub mod bitbucket;
+pub mod check;
+pub mod cli;
+pub mod credential;
+pub mod error;
+pub mod logging;
+pub mod secret;
+
+use cli::{Cli, Command};
+use credential::ProcessEnvironment;
+use error::{Error, ExitCode};
+
+/// Runs the parsed command line; the caller turns the result into an exit code.
+pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let env = ProcessEnvironment;
+    match &cli.command {
+        Command::Check(args) => Ok(runtime.block_on(check::run(&cli, args, &env))),
+    }
+}
