@@ -56,7 +56,7 @@ pub enum Command {
     /// password, expired); 4 authenticated but not allowed (403, 404 on a
     /// private repository, missing scope, write needed but only read granted);
     /// 5 Bitbucket unreachable (DNS, TLS, proxy, timeout, 5xx/429 after retries).
-    #[command(after_help = CHECK_EXAMPLES)]
+    #[command(after_help = CHECK_EXAMPLES, args_override_self = true)]
     Check(CheckArgs),
 }
 

@@ -239,10 +239,9 @@ fn has_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(inner) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
+            && inner.downcast_ref::<rustls::Error>().is_some()
         {
-            if inner.downcast_ref::<rustls::Error>().is_some() {
-                return true;
-            }
+            return true;
         }
         current = e.source();
     }

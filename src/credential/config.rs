@@ -358,9 +358,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = load_str("credentials:\n  - kind: api_token\n    tokn: x\n", &[])
-            .err()
-            .expect("error");
+        let err =
+            load_str("credentials:\n  - kind: api_token\n    tokn: x\n", &[]).expect_err("error");
         assert!(err.to_string().contains("tokn"), "{err}");
     }
 

@@ -410,31 +410,31 @@ pub(super) fn build(
         Kind::ApiToken => {
             let mut username = fields.username.clone();
             let mut email = fields.email.clone();
-            if let Some((source, value)) = &email {
-                if !value.contains('@') {
-                    return Err(ResolveError::EmailNotAnEmail {
-                        origin: source.clone(),
-                    });
-                }
+            if let Some((source, value)) = &email
+                && !value.contains('@')
+            {
+                return Err(ResolveError::EmailNotAnEmail {
+                    origin: source.clone(),
+                });
             }
-            if let Some((source, value)) = username.clone() {
-                if value.contains('@') {
-                    warnings.push(Warning {
-                        code: "git-username-is-email",
-                        message: format!(
-                            "{source} holds an email address; git rejects the email as username, so \
-                             {} is used for git instead",
-                            super::API_TOKEN_GIT_USERNAME
-                        ),
-                        hint: "set BITBUCKET_USERNAME to your Bitbucket username (Personal settings > \
-                               Account settings) or leave it unset, and put the email in BITBUCKET_EMAIL"
-                            .into(),
-                    });
-                    if email.is_none() {
-                        email = Some((source, value));
-                    }
-                    username = None;
+            if let Some((source, value)) = username.clone()
+                && value.contains('@')
+            {
+                warnings.push(Warning {
+                    code: "git-username-is-email",
+                    message: format!(
+                        "{source} holds an email address; git rejects the email as username, so \
+                         {} is used for git instead",
+                        super::API_TOKEN_GIT_USERNAME
+                    ),
+                    hint: "set BITBUCKET_USERNAME to your Bitbucket username (Personal settings > \
+                           Account settings) or leave it unset, and put the email in BITBUCKET_EMAIL"
+                        .into(),
+                });
+                if email.is_none() {
+                    email = Some((source, value));
                 }
+                username = None;
             }
             if email.is_none() {
                 warnings.push(Warning {
@@ -561,6 +561,8 @@ mod tests {
 
     const FAKE_TOKEN: &str = "ATATT3xFAKEFAKEFAKEFAKEFAKE0000";
 
+    type Expect = fn(&SourceError) -> bool;
+
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, OsString> {
         pairs
             .iter()
@@ -602,7 +604,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_naming_the_source_only() {
-        let cases: &[(&str, fn(&SourceError) -> bool)] = &[
+        let cases: &[(&str, Expect)] = &[
             ("", |e| matches!(e, SourceError::Empty { .. })),
             ("\n", |e| matches!(e, SourceError::Empty { .. })),
             ("FAKEFAKE inner space", |e| {
@@ -764,7 +766,7 @@ mod tests {
         let (_, warnings) = read_secret_file(&open, "X_FILE=open").expect("ok");
         assert_eq!(warnings[0].code, "secret-file-permissions");
 
-        let cases: Vec<(PathBuf, fn(&SourceError) -> bool)> = vec![
+        let cases: Vec<(PathBuf, Expect)> = vec![
             (dir.path().join("absent"), |e| {
                 matches!(e, SourceError::Missing { .. })
             }),

@@ -1,0 +1,324 @@
+//! Bad input: each case gets a clear one-line error naming the source, exit 2,
+//! and never the value.
+
+use crate::support::{Bb, FAKE_API_TOKEN, Run, assert_no_leak};
+
+fn check_with(bb: Bb) -> (Bb, Run) {
+    check_args(bb, &[])
+}
+
+fn check_args(bb: Bb, extra: &[&str]) -> (Bb, Run) {
+    let bb = bb
+        .args([
+            "check",
+            "--api-url",
+            "http://127.0.0.1:9/2.0",
+            "--git-url",
+            "http://127.0.0.1:9",
+            "--retries",
+            "0",
+        ])
+        .args(extra);
+    let run = bb.run();
+    (bb, run)
+}
+
+fn assert_usage_error(run: &Run, must_mention: &str) {
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    let first = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("bbinject: error: ") || l.starts_with("error: "));
+    let first = first.unwrap_or_else(|| panic!("no error line:\n{}", run.describe()));
+    assert!(
+        first.contains(must_mention),
+        "error line {first:?} does not mention {must_mention:?}"
+    );
+    assert!(
+        run.stderr.contains("hint: ") || run.stderr.contains("For more information"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn no_credential_at_all() {
+    let (_, run) = check_with(Bb::new());
+    assert_usage_error(&run, "no Bitbucket credential found");
+    assert!(run.stderr.contains("BITBUCKET_API_TOKEN"));
+}
+
+#[test]
+fn two_kinds_without_a_config_are_named() {
+    let (bb, run) = check_with(
+        Bb::new()
+            .env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)
+            .env("BITBUCKET_ACCESS_TOKEN", "FAKE-second-token-00000000"),
+    );
+    assert_usage_error(
+        &run,
+        "api_token (env:BITBUCKET_API_TOKEN), access_token (env:BITBUCKET_ACCESS_TOKEN)",
+    );
+    assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[]);
+}
+
+#[test]
+fn name_and_name_file_both_set() {
+    let bb = Bb::new();
+    let file = bb.file("t", FAKE_API_TOKEN.as_bytes(), 0o600);
+    let (bb, run) = check_with(
+        bb.env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)
+            .env("BITBUCKET_API_TOKEN_FILE", file.display().to_string()),
+    );
+    assert_usage_error(
+        &run,
+        "BITBUCKET_API_TOKEN and BITBUCKET_API_TOKEN_FILE are both set",
+    );
+    assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[file]);
+}
+
+#[test]
+fn secret_files_that_cannot_be_used() {
+    let bb = Bb::new();
+    let big = vec![b'A'; 64 * 1024 + 1];
+    let mut cases: Vec<(String, &str)> = vec![
+        (
+            bb.path("absent").display().to_string(),
+            "file does not exist",
+        ),
+        (bb.dir.path().display().to_string(), "is a directory"),
+        (
+            bb.file("empty", b"", 0o600).display().to_string(),
+            "is empty",
+        ),
+        (
+            bb.file("big", &big, 0o600).display().to_string(),
+            "is larger than 65536 bytes",
+        ),
+        (
+            bb.file("latin1", b"FAKE\xe9\xfftoken", 0o600)
+                .display()
+                .to_string(),
+            "is not valid UTF-8",
+        ),
+        (
+            bb.file("inner", b"ATATT3xFAKE inner space", 0o600)
+                .display()
+                .to_string(),
+            "contains whitespace",
+        ),
+        (
+            bb.file("ctrl", b"ATATT3xFAKE\x07bell", 0o600)
+                .display()
+                .to_string(),
+            "contains a control character",
+        ),
+        // Reading /proc/self/mem fails even for root: a portable "unreadable".
+        ("/proc/self/mem".into(), "cannot be read"),
+    ];
+    if !is_root() {
+        cases.push((
+            bb.file("noperm", FAKE_API_TOKEN.as_bytes(), 0o000)
+                .display()
+                .to_string(),
+            "permission denied",
+        ));
+    }
+    for (path, expected) in cases {
+        let (_, run) = check_with(Bb::new().env("BITBUCKET_API_TOKEN_FILE", &path));
+        assert_usage_error(&run, &format!("BITBUCKET_API_TOKEN_FILE={path}: "));
+        assert!(
+            run.stderr.contains(expected),
+            "{path}: expected {expected:?}\n{}",
+            run.describe()
+        );
+        assert!(
+            !run.stderr.contains("ATATT3xFAKE") && !run.stderr.contains("FAKE\u{fffd}"),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn values_with_inner_whitespace_or_control_characters() {
+    for (value, expected) in [
+        ("ATATT3xFAKE token", "whitespace"),
+        ("ATATT3xFAKE\u{1b}[0m", "control character"),
+    ] {
+        let (_, run) = check_with(Bb::new().env("BITBUCKET_API_TOKEN", value));
+        assert_usage_error(&run, "BITBUCKET_API_TOKEN: contains");
+        assert!(run.stderr.contains(expected), "{}", run.describe());
+        assert!(!run.stderr.contains("ATATT3xFAKE"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn trailing_newlines_are_accepted_and_stripped() {
+    for content in [
+        format!("{FAKE_API_TOKEN}\n"),
+        format!("{FAKE_API_TOKEN}\r\n"),
+    ] {
+        let bb = Bb::new();
+        let file = bb.file("token", content.as_bytes(), 0o600);
+        let bb = bb
+            .env("BITBUCKET_API_TOKEN_FILE", file.display().to_string())
+            .args(["check", "--format", "json"]);
+        let run = bb.run();
+        assert_eq!(run.code(), 0, "{}", run.describe());
+        let report = run.json();
+        assert_eq!(
+            report["credentials"][0]["source"],
+            "env:BITBUCKET_API_TOKEN_FILE"
+        );
+        // The fingerprint is that of the value without the line ending.
+        let plain = bbinject::secret::Secret::new(FAKE_API_TOKEN.to_owned()).fingerprint();
+        assert_eq!(report["credentials"][0]["fingerprint"], plain.as_str());
+        assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[file]);
+    }
+}
+
+#[test]
+fn a_secret_file_readable_by_others_gets_a_warning() {
+    let bb = Bb::new();
+    let file = bb.file("token", FAKE_API_TOKEN.as_bytes(), 0o644);
+    let bb = bb
+        .env("BITBUCKET_API_TOKEN_FILE", file.display().to_string())
+        .args(["check"]);
+    let run = bb.run();
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(
+        run.stdout.contains("warning[secret-file-permissions]"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.contains("mode 644"), "{}", run.describe());
+}
+
+#[test]
+fn malformed_config_never_prints_the_secret_next_to_the_error() {
+    let cases = [
+        (
+            "unknown key",
+            format!(
+                "credentials:\n  - kind: api_token\n    tokn: x\n    secret: {FAKE_API_TOKEN}\n"
+            ),
+            "unknown field `tokn`",
+        ),
+        (
+            "wrong type",
+            format!(
+                "credentials:\n  - kind: api_token\n    secret: {FAKE_API_TOKEN}\n    match: 42\n"
+            ),
+            "line 4",
+        ),
+        (
+            "not a boolean",
+            format!(
+                "credentials:\n  - kind: api_token\n    secret: {FAKE_API_TOKEN}\n    email: [yes\n"
+            ),
+            "line",
+        ),
+        (
+            "malformed",
+            format!(
+                "credentials:\n  - kind: api_token\n    secret: {FAKE_API_TOKEN}\n   oops: : :\n"
+            ),
+            "line",
+        ),
+        (
+            "secret as a kind",
+            format!("credentials:\n  - kind: {FAKE_API_TOKEN}\n"),
+            "unknown variant (value hidden)",
+        ),
+    ];
+    for (name, yaml, expected) in cases {
+        let bb = Bb::new();
+        let path = bb.file("bbinject.yaml", yaml.as_bytes(), 0o600);
+        for format in ["text", "json"] {
+            let config = path.display().to_string();
+            let (_, run) = check_args(Bb::new(), &["--config", &config, "--format", format]);
+            assert_usage_error(&run, "config ");
+            assert!(
+                run.stderr.contains(expected),
+                "{name}: expected {expected:?}\n{}",
+                run.describe()
+            );
+            assert_no_leak(
+                &run,
+                bb.dir.path(),
+                FAKE_API_TOKEN,
+                &[],
+                std::slice::from_ref(&path),
+            );
+            if format == "json" {
+                assert_eq!(run.json()["problems"][0]["code"], "configuration");
+            }
+        }
+    }
+}
+
+#[test]
+fn repo_not_of_the_form_workspace_slash_slug() {
+    for bad in [
+        "acme",
+        "https://bitbucket.org/acme/app",
+        "acme/app/x",
+        "acme/my app",
+    ] {
+        let (_, run) = check_args(
+            Bb::new().env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN),
+            &["--repo", bad],
+        );
+        assert_usage_error(&run, "WORKSPACE/SLUG");
+    }
+    let (_, run) = check_with(
+        Bb::new()
+            .env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)
+            .env("BITBUCKET_REPO_FULL_NAME", "nope"),
+    );
+    assert_usage_error(&run, "BITBUCKET_REPO_FULL_NAME");
+}
+
+#[test]
+fn urls_that_are_not_urls_or_plain_http_to_a_remote_host() {
+    for (flag, value, expected) in [
+        ("--api-url", "not a url", "is not a URL"),
+        ("--git-url", "bitbucket.org", "is not a URL"),
+        (
+            "--api-url",
+            "http://api.bitbucket.org/2.0",
+            "plain http:// for a host that is not loopback",
+        ),
+        (
+            "--git-url",
+            "http://bitbucket.org",
+            "plain http:// for a host that is not loopback",
+        ),
+        ("--git-url", "http://localhost.evil.example", "not loopback"),
+        (
+            "--token-url",
+            "ftp://bitbucket.org/x",
+            "only https:// is allowed",
+        ),
+    ] {
+        let bb = Bb::new()
+            .env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)
+            .args(["check", flag, value]);
+        let run = bb.run();
+        assert_usage_error(&run, flag);
+        assert!(
+            run.stderr.contains(expected),
+            "{flag} {value}: {}",
+            run.describe()
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one test binary driving the built `bbinject` against
+//! real git, a real git smart-HTTP server and Bitbucket API mocks.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod check;

@@ -1,0 +1,400 @@
+//! A real git smart-HTTP server for tests and the demo: `git http-backend` run
+//! as CGI behind HTTP Basic auth, on 127.0.0.1 only.
+//!
+//! It de-chunks request bodies (git sends large pushes chunked and often
+//! gzip-compressed; http-backend needs a length and `HTTP_CONTENT_ENCODING`),
+//! sets `REMOTE_USER` so pushes are allowed, and records every `Authorization`
+//! header it sees, so a test can prove which credentials reached it.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tokio::io::AsyncWriteExt as _;
+
+/// What the server does when a request lacks valid credentials.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct Config {
+    root: PathBuf,
+    git: PathBuf,
+    /// user → password
+    users: HashMap<String, String>,
+    read_only_users: HashSet<String>,
+    /// `workspace/slug` readable without credentials.
+    public: HashSet<String>,
+    /// Answer for bad credentials (default: 401 with a short text body).
+    rejection: Option<Rejection>,
+}
+
+pub struct GitServerBuilder {
+    config: Config,
+}
+
+impl GitServerBuilder {
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.config.users.insert(name.into(), password.into());
+        self
+    }
+
+    pub fn read_only_user(mut self, name: &str, password: &str) -> Self {
+        self.config.read_only_users.insert(name.into());
+        self.user(name, password)
+    }
+
+    pub fn public(mut self, repo: &str) -> Self {
+        self.config.public.insert(repo.into());
+        self
+    }
+
+    pub fn reject_with(mut self, status: u16, body: &str) -> Self {
+        self.config.rejection = Some(Rejection {
+            status,
+            body: body.into(),
+        });
+        self
+    }
+
+    /// Which git's `http-backend` serves (default: the first `git` on PATH).
+    pub fn git(mut self, git: &Path) -> Self {
+        self.config.git = git.to_path_buf();
+        self
+    }
+
+    pub fn start(self) -> GitServer {
+        let config = Arc::new(self.config);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = (config.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown_rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let (config, seen) = state.clone();
+                            tokio::spawn(async move {
+                                let service = hyper::service::service_fn(move |req| {
+                                    handle(req, config.clone(), seen.clone())
+                                });
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(io, service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        GitServer {
+            addr,
+            config,
+            seen,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+pub struct GitServer {
+    addr: SocketAddr,
+    config: Arc<Config>,
+    seen: Arc<Mutex<Vec<String>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GitServer {
+    /// A server for the bare repositories under `root` (`root/<ws>/<slug>.git`).
+    pub fn builder(root: &Path) -> GitServerBuilder {
+        GitServerBuilder {
+            config: Config {
+                root: root.to_path_buf(),
+                git: "git".into(),
+                ..Config::default()
+            },
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every `Authorization` header value received so far, decoded from Basic
+    /// when possible (`user:password`).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response
+}
+
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    config: Arc<Config>,
+    seen: Arc<Mutex<Vec<String>>>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(header) = &authorization {
+        let shown = decode_basic(header)
+            .map(|(u, p)| format!("{u}:{p}"))
+            .unwrap_or(header.clone());
+        seen.lock().expect("lock").push(shown);
+    }
+
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let write = query.contains("service=git-receive-pack") || path.ends_with("/git-receive-pack");
+    let repo: String = path
+        .trim_start_matches('/')
+        .splitn(3, '/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/");
+    let repo = repo.trim_end_matches(".git").to_owned();
+
+    let user = match authorization.as_deref().and_then(decode_basic) {
+        Some((user, password)) if config.users.get(&user) == Some(&password) => Some(user),
+        Some(_) => {
+            let rejection = config.rejection.clone().unwrap_or(Rejection {
+                status: 401,
+                body: "Invalid username or password".into(),
+            });
+            let mut response = text(
+                StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED),
+                &rejection.body,
+            );
+            if rejection.status == 401 {
+                response.headers_mut().insert(
+                    "www-authenticate",
+                    "Basic realm=\"test git\"".parse().expect("header"),
+                );
+            }
+            return Ok(response);
+        }
+        None => None,
+    };
+    match &user {
+        None if write || !config.public.contains(&repo) => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Authentication required");
+            response.headers_mut().insert(
+                "www-authenticate",
+                "Basic realm=\"test git\"".parse().expect("header"),
+            );
+            return Ok(response);
+        }
+        Some(u) if write && config.read_only_users.contains(u) => {
+            return Ok(text(
+                StatusCode::FORBIDDEN,
+                "You may not push to this repository",
+            ));
+        }
+        _ => {}
+    }
+
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(text(StatusCode::BAD_REQUEST, "bad body")),
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let exec_path = std::process::Command::new(&config.git)
+        .arg("--exec-path")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut cgi = tokio::process::Command::new(Path::new(&exec_path).join("git-http-backend"));
+    cgi.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &config.root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", &config.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", &path)
+        .env("QUERY_STRING", &query)
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("HTTP_GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = &user {
+        cgi.env("REMOTE_USER", u);
+    }
+    let Ok(mut child) = cgi.spawn() else {
+        return Ok(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot run git http-backend",
+        ));
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let output = match child.wait_with_output().await {
+        Ok(o) => o,
+        Err(_) => {
+            return Ok(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "http-backend failed",
+            ));
+        }
+    };
+    let _ = writer.await;
+    Ok(cgi_response(&output.stdout))
+}
+
+/// Turns CGI output (headers, blank line, body) into a response.
+fn cgi_response(raw: &[u8]) -> Response<Full<Bytes>> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| (p, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2)));
+    let Some((end, sep)) = split else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "bad CGI output");
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(&raw[end + sep..])));
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(500);
+            *response.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        } else if let (Ok(n), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    response
+}
+
+/// Creates a bare repository `root/<ws>/<slug>.git` with one commit holding `files`.
+pub fn create_repo(root: &Path, full_name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let bare = root.join(format!("{full_name}.git"));
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    run_git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    run_git(work.path(), &["init", "--quiet", "--initial-branch=main"]);
+    for (name, content) in files {
+        let path = work.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, content).expect("write");
+    }
+    run_git(work.path(), &["add", "-A"]);
+    run_git(work.path(), &["commit", "--quiet", "-m", "initial"]);
+    run_git(
+        work.path(),
+        &["push", "--quiet", bare.to_str().expect("utf8"), "main"],
+    );
+    bare
+}
+
+/// Runs git with an isolated configuration; panics with its output on failure.
+pub fn run_git(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
