@@ -129,7 +129,14 @@ impl TransportError {
     fn classify(error: &reqwest::Error) -> Self {
         let detail = strip_userinfo(&error_chain(error));
         let lower = detail.to_ascii_lowercase();
-        if error.is_timeout() || lower.contains("timed out") {
+        let proxy = error.url().and_then(proxy_for);
+        if let Some(proxy) = proxy.filter(|_| error.is_connect() || error.is_timeout()) {
+            // A failure to connect while a proxy is configured is the proxy's,
+            // even when the error text only says "connection refused".
+            TransportError::Proxy {
+                detail: format!("through proxy {proxy}: {detail}"),
+            }
+        } else if error.is_timeout() || lower.contains("timed out") {
             TransportError::Timeout { detail }
         } else if has_tls_error(error) || lower.contains("certificate") {
             TransportError::Tls { detail }
@@ -215,6 +222,35 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let ceiling = base.saturating_mul(1 << (attempt - 1).min(6));
     let millis = ceiling.as_millis().max(10) as u64;
     Duration::from_millis(rand::rng().random_range(10..=millis.max(10)))
+}
+
+/// The proxy (without userinfo) reqwest uses for `url`, from `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY` (either case), unless `NO_PROXY` exempts the host.
+fn proxy_for(url: &url::Url) -> Option<String> {
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let proxy = match url.scheme() {
+        "https" => env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+        _ => env(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
+    }?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let exempt = env(&["NO_PROXY", "no_proxy"]).is_some_and(|list| {
+        list.split(',')
+            .map(|e| e.trim().to_ascii_lowercase())
+            .any(|entry| {
+                let bare = entry.trim_start_matches('.');
+                entry == "*"
+                    || (!bare.is_empty() && (host == bare || host.ends_with(&format!(".{bare}"))))
+            })
+    });
+    (!exempt).then(|| strip_userinfo(&proxy))
 }
 
 /// `Retry-After` in seconds, honoured up to 10 s (Bitbucket rarely sends it).

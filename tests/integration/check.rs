@@ -860,3 +860,117 @@ async fn a_config_routes_each_repository_to_its_credential() {
     );
     assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[GIT_USER, EMAIL], &[]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
+    use crate::support::tls_front::TlsFront;
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let api_tls = TlsFront::start(*w.api.address());
+    let git_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
+    let git_tls = TlsFront::start(git_addr);
+    let args = |bb: Bb| {
+        bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN).args([
+            "check",
+            "--format",
+            "json",
+            "--repo",
+            "acme/app",
+            "--retries",
+            "0",
+            "--api-url",
+            &format!("{}/2.0", api_tls.url()),
+            "--git-url",
+            &git_tls.url(),
+        ])
+    };
+
+    let bb = args(Bb::new());
+    let run = bb.run();
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    let report = run.json();
+    let problem = report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .find(|p| p["code"] == "tls-untrusted")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        problem["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("--ca-file") && h.contains("SSL_CERT_FILE")),
+        "{problem}"
+    );
+
+    // Trusting the CA with --ca-file makes the same check pass (both probes, over TLS).
+    let bb = Bb::new();
+    let ca = bb.file("ca.pem", api_tls.ca_pem().as_bytes(), 0o644);
+    let bb = args(bb).args(["--ca-file", &ca.display().to_string()]);
+    let run = bb.run();
+    // The git front has its own CA: give both in one bundle.
+    let bundle = format!("{}{}", api_tls.ca_pem(), git_tls.ca_pem());
+    std::fs::write(&ca, bundle).expect("bundle");
+    let run2 = bb.run();
+    assert_eq!(
+        run.code(),
+        5,
+        "only the API CA trusted: git must still fail\n{}",
+        run.describe()
+    );
+    assert_eq!(run2.code(), 0, "{}", run2.describe());
+    assert_no_leak(
+        &run2,
+        bb.dir.path(),
+        FAKE_ACCESS_TOKEN,
+        &["x-token-auth"],
+        &[],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
+    use crate::support::tls_front::TlsFront;
+    let w = world(|g| g).await;
+    let api_tls = TlsFront::start(*w.api.address());
+    let bb = Bb::new()
+        .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+        .env(
+            "HTTPS_PROXY",
+            "http://proxyuser:FAKE-proxy-password@127.0.0.1:9",
+        )
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--repo",
+            "acme/app",
+            "--retries",
+            "0",
+            "--api-url",
+            &format!("{}/2.0", api_tls.url()),
+            "--git-url",
+            &api_tls.url(),
+        ]);
+    let run = bb.run();
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    assert!(
+        run.problem_codes().contains(&"proxy-error".to_owned()),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.contains("127.0.0.1:9"), "{}", run.stdout);
+    assert_no_leak(
+        &run,
+        bb.dir.path(),
+        "FAKE-proxy-password",
+        &["proxyuser"],
+        &[],
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod bitbucket_mock;
 pub mod git_server;
+pub mod tls_front;
 
 use std::path::{Path, PathBuf};
 
