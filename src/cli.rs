@@ -58,6 +58,84 @@ pub enum Command {
     /// 5 Bitbucket unreachable (DNS, TLS, proxy, timeout, 5xx/429 after retries).
     #[command(after_help = CHECK_EXAMPLES, args_override_self = true)]
     Check(CheckArgs),
+
+    /// Run a command whose git can use the credential, which is never written anywhere.
+    ///
+    /// Resolves the credential, runs the preflight (unless --no-preflight), then
+    /// keeps the secret in this process (the broker) and starts CMD with
+    /// GIT_ASKPASS, a credential helper registered through GIT_CONFIG_COUNT
+    /// entries for each allowed host, the broker's socket and a one-time
+    /// capability, GIT_TERMINAL_PROMPT=0 and transfer.credentialsInUrl=die.
+    /// The variables that held the secret are removed from CMD's environment.
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded; the exit status is
+    /// CMD's (128+n if signal n killed it; 127 if CMD does not exist). The
+    /// broker, its socket and directory end with CMD. CMD's output is passed
+    /// through unchanged.
+    #[command(after_help = EXEC_EXAMPLES, args_override_self = true)]
+    Exec(ExecArgs),
+
+    /// Git's credential-helper protocol, answered by the broker of a running
+    /// `bbinject exec` (git calls this; `store` and `erase` do nothing).
+    Credential {
+        #[arg(value_enum)]
+        action: CredentialAction,
+    },
+}
+
+const EXEC_EXAMPLES: &str = "\
+Examples:
+  bbinject exec -- git clone https://bitbucket.org/acme/app.git
+  bbinject exec --repo acme/app --need write -- ./release.sh
+  bbinject exec --repo acme/app --repo acme/lib -- git submodule update --init --jobs 4
+  ENTRYPOINT [\"bbinject\", \"exec\", \"--\"]    # in a Dockerfile";
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Repository to preflight, as WORKSPACE/SLUG (repeatable). Defaults to
+    /// $BITBUCKET_REPO_FULL_NAME inside Bitbucket Pipelines.
+    #[arg(long = "repo", value_name = "WORKSPACE/SLUG")]
+    pub repos: Vec<RepoRef>,
+
+    /// Skip the preflight and start CMD straight away.
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// Hand out the password at most N times, then refuse.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uses: Option<u32>,
+
+    /// Another git host the credential may be sent to: `host`, `host:port`, or a
+    /// URL (http:// only for a loopback host). The --git-url host is always allowed.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Leave the variables that held the secret in CMD's environment.
+    #[arg(long)]
+    pub keep_env: bool,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CredentialAction {
+    Get,
+    Store,
+    Erase,
+}
+
+impl CredentialAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialAction::Get => "get",
+            CredentialAction::Store => "store",
+            CredentialAction::Erase => "erase",
+        }
+    }
 }
 
 const CHECK_EXAMPLES: &str = "\

@@ -20,6 +20,12 @@ pub enum ExitCode {
     NotAllowed,
     /// Bitbucket could not be reached (DNS, TLS, timeout, 5xx/429 after retries).
     Unreachable,
+    /// `exec`: the command could not be executed (126, as shells do).
+    CannotExecute,
+    /// `exec`: the command was not found (127, as shells do).
+    CommandNotFound,
+    /// `exec`: the child's own status, or `128 + n` if signal `n` killed it.
+    Child(u8),
 }
 
 impl ExitCode {
@@ -30,6 +36,9 @@ impl ExitCode {
             ExitCode::CredentialRejected => 3,
             ExitCode::NotAllowed => 4,
             ExitCode::Unreachable => 5,
+            ExitCode::CannotExecute => 126,
+            ExitCode::CommandNotFound => 127,
+            ExitCode::Child(code) => code,
         }
     }
 }
@@ -52,6 +61,10 @@ pub enum Error {
     Http(#[from] HttpError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot set up the broker: {0}")]
+    RuntimeDir(std::io::Error),
+    #[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
+    GitConfigCount(String),
 }
 
 impl Error {
@@ -62,14 +75,19 @@ impl Error {
             Error::PipelinesRepo(_) => "pass --repo WORKSPACE/SLUG explicitly".into(),
             Error::Http(e) => e.hint(),
             Error::Runtime(_) => "the machine may be out of threads or file descriptors".into(),
+            Error::RuntimeDir(_) => {
+                "bbinject needs a private directory for its socket: check that $XDG_RUNTIME_DIR or \
+                 $TMPDIR is writable and its path is short"
+                    .into()
+            }
+            Error::GitConfigCount(_) => "unset GIT_CONFIG_COUNT or fix the value".into(),
         }
     }
 
+    /// Everything that stops a run before a child starts is something to fix
+    /// in the set-up: exit 2, as `check` does.
     pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Error::Runtime(_) => ExitCode::Unreachable,
-            _ => ExitCode::Usage,
-        }
+        ExitCode::Usage
     }
 
     /// The stable problem code this error has in a JSON report.

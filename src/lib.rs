@@ -10,13 +10,17 @@
 //! - [`secret`]: the one secret type;
 //! - [`credential`]: the credential model and its sources;
 //! - [`bitbucket`]: HTTP client, API and git probes, the preflight report;
-//! - [`check`]: the `check` command.
+//! - [`broker`]: the broker holding the secret, and its front doors (helper, askpass);
+//! - [`check`]: the `check` command;
+//! - [`exec`]: the `exec` command (child process, signals, exit status).
 
 pub mod bitbucket;
+pub mod broker;
 pub mod check;
 pub mod cli;
 pub mod credential;
 pub mod error;
+pub mod exec;
 pub mod logging;
 pub mod secret;
 
@@ -26,6 +30,15 @@ use error::{Error, ExitCode};
 
 /// Runs the parsed command line; the caller turns the result into an exit code.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    if let Command::Credential { action } = &cli.command {
+        // git starts this for every request: no runtime, no network, fast.
+        let code = broker::client::helper_main(action.as_str());
+        return Ok(if code == std::process::ExitCode::SUCCESS {
+            ExitCode::Success
+        } else {
+            ExitCode::Child(1)
+        });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -33,5 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     let env = ProcessEnvironment;
     match &cli.command {
         Command::Check(args) => Ok(runtime.block_on(check::run(&cli, args, &env))),
+        Command::Exec(args) => runtime.block_on(exec::run(&cli, args, &env)),
+        Command::Credential { .. } => Ok(ExitCode::Success),
     }
 }

@@ -4,10 +4,26 @@
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    // Before any secret is read: no ptrace or /proc/<pid>/mem|environ access by
+    // other processes of the same user, and no core dump of this process. (The
+    // core size limit is left alone: the child would inherit it.)
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+
+    // Invoked as GIT_ASKPASS (a symlink named bbinject-askpass): git passes the
+    // prompt as the only argument, and there is no shell to add a subcommand.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        == Some(std::ffi::OsStr::new(bbinject::broker::ASKPASS_NAME))
+    {
+        return bbinject::broker::client::askpass_main(args);
+    }
+
     // reqwest is built without a default TLS provider; without this, building
     // the HTTP client panics.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = bbinject::cli::Cli::parse();
+    let cli = bbinject::cli::Cli::parse_from(args);
     bbinject::logging::init(cli.verbose);
     match bbinject::run(cli) {
         Ok(code) => code.into(),

@@ -132,16 +132,7 @@ impl Preflight {
             let mut probing = Probing {
                 credential,
                 bearer: None,
-                summary: CredentialSummary {
-                    name: credential.name.clone(),
-                    kind: credential.kind(),
-                    source: credential.source.clone(),
-                    git_username: credential.git_username().to_owned(),
-                    fingerprint: credential.fingerprint(),
-                    credential_type: None,
-                    scopes: None,
-                    identity: None,
-                },
+                summary: summary(credential),
             };
             for w in &credential.warnings {
                 report.push(
@@ -201,6 +192,25 @@ impl Preflight {
             report.credentials.push(probing.summary);
         }
         report
+    }
+
+    /// The bearer token of every OAuth consumer in `set` (`None` for other
+    /// kinds), for the broker; a report of what failed otherwise.
+    pub async fn bearer_tokens(&self, set: &CredentialSet) -> Result<Vec<Option<Secret>>, Report> {
+        let mut report = Report::new(self.need);
+        let mut tokens = Vec::with_capacity(set.len());
+        for credential in set.credentials() {
+            let mut probing = Probing {
+                credential,
+                bearer: None,
+                summary: summary(credential),
+            };
+            if !self.exchange(&mut probing, &mut report).await {
+                return Err(report);
+            }
+            tokens.push(probing.bearer.take());
+        }
+        Ok(tokens)
     }
 
     /// For OAuth consumers, gets the bearer token; `false` if that failed.
@@ -762,6 +772,19 @@ impl Preflight {
                 )
             }
         }
+    }
+}
+
+fn summary(credential: &Credential) -> CredentialSummary {
+    CredentialSummary {
+        name: credential.name.clone(),
+        kind: credential.kind(),
+        source: credential.source.clone(),
+        git_username: credential.git_username().to_owned(),
+        fingerprint: credential.fingerprint(),
+        credential_type: None,
+        scopes: None,
+        identity: None,
     }
 }
 

@@ -293,6 +293,27 @@ impl CredentialSet {
             .map(|(_, i)| i)
     }
 
+    /// The credential serving repositories no `match:` names: an entry without
+    /// `match:` (the only credential of an environment-variable run).
+    pub fn catch_all(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(scopes, _)| scopes.contains(&Scope::Any))
+    }
+
+    /// Environment variables that held a secret of this set (`env:NAME` sources),
+    /// which `exec` removes from the child's environment.
+    pub fn secret_variables(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .credentials()
+            .flat_map(|c| c.source.split(" + ").map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|s| s.strip_prefix("env:").map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn credential(&self, index: usize) -> &Credential {
         &self.entries[index].1
     }

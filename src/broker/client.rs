@@ -1,0 +1,278 @@
+//! The front doors: `bbinject credential get|store|erase` (git's
+//! credential-helper protocol) and the `GIT_ASKPASS` shim. Both are short-lived
+//! processes git starts; they ask the broker over its socket and print one
+//! answer. They use blocking I/O and no async runtime, to start fast.
+//!
+//! The askpass shim never reads stdin (it is git's pipe). A refusal prints one
+//! line on stderr and makes git stop (`quit=1` for the helper, a failing exit
+//! for askpass) rather than hang.
+
+use std::ffi::OsString;
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::protocol::{Answer, MAX_MESSAGE_BYTES, ProtocolError, Request, Want};
+use super::{ENV_CAPABILITY, ENV_SOCKET};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no bbinject broker here ({ENV_SOCKET} and {ENV_CAPABILITY} are not set)")]
+    NoBroker,
+    #[error("the bbinject broker is gone (it ends with `bbinject exec`): {0}")]
+    BrokerGone(std::io::Error),
+    #[error("bad answer from the broker: {0}")]
+    Protocol(#[from] ProtocolError),
+}
+
+/// Sends `request` to the broker named by the environment.
+pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError> {
+    let socket = std::env::var_os(ENV_SOCKET).ok_or(ClientError::NoBroker)?;
+    let capability = std::env::var(ENV_CAPABILITY).map_err(|_| ClientError::NoBroker)?;
+    let request = build(Secret::new(capability));
+    let encoded = request.encode()?;
+    let mut stream = UnixStream::connect(&socket).map_err(ClientError::BrokerGone)?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    stream
+        .write_all(encoded.as_bytes())
+        .map_err(ClientError::BrokerGone)?;
+    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    stream
+        .take(MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(ClientError::BrokerGone)?;
+    if raw.is_empty() {
+        return Err(ClientError::BrokerGone(std::io::Error::other(
+            "connection closed without an answer",
+        )));
+    }
+    Ok(Answer::decode(&raw)?)
+}
+
+/// What an askpass prompt asks for: `Username for 'https://host/path': ` or
+/// `Password for 'https://user@host/path': ` (user and host percent-encoded).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prompt {
+    pub want: Want,
+    pub protocol: String,
+    pub host: String,
+    pub path: Option<String>,
+    pub username: Option<String>,
+}
+
+pub fn parse_prompt(prompt: &str) -> Option<Prompt> {
+    let want = if prompt.starts_with("Username") {
+        Want::Username
+    } else if prompt.starts_with("Password") {
+        Want::Password
+    } else {
+        return None;
+    };
+    let start = prompt.find('\'')?;
+    let end = prompt.rfind('\'')?;
+    if end <= start {
+        return None;
+    }
+    let url = url::Url::parse(&prompt[start + 1..end]).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let host = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let path = Some(url.path().trim_start_matches('/').to_owned()).filter(|p| !p.is_empty());
+    let username = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .and_then(decode);
+    Some(Prompt {
+        want,
+        protocol: url.scheme().to_owned(),
+        host,
+        path: path.and_then(|p| decode(&p)),
+        username,
+    })
+}
+
+/// `GIT_ASKPASS`: `argv = [path, prompt]`; prints the one answer on stdout.
+pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
+    let prompt = args.get(1).and_then(|p| p.to_str()).unwrap_or_default();
+    let Some(parsed) = parse_prompt(prompt) else {
+        eprintln!("bbinject: askpass: not a git credential prompt; answering nothing");
+        return std::process::ExitCode::from(1);
+    };
+    let answer = ask(|capability| Request {
+        capability,
+        protocol: parsed.protocol.clone(),
+        host: parsed.host.clone(),
+        path: parsed.path.clone(),
+        username: parsed.username.clone(),
+        want: parsed.want,
+        from_helper: false,
+    });
+    let shown = origin(&parsed.protocol, &parsed.host, parsed.path.as_deref());
+    match answer {
+        Ok(Answer::Granted {
+            username, password, ..
+        }) => {
+            let mut out = std::io::stdout().lock();
+            let written = match (parsed.want, password) {
+                (Want::Username, _) => writeln!(out, "{username}"),
+                (Want::Password, Some(password)) => {
+                    let line = zeroize::Zeroizing::new(format!("{}\n", password.expose()));
+                    out.write_all(line.as_bytes())
+                }
+                (Want::Password, None) => return std::process::ExitCode::from(1),
+            };
+            if written.and_then(|()| out.flush()).is_err() {
+                return std::process::ExitCode::from(1);
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Answer::Refused { reason }) => {
+            eprintln!("bbinject: refused credential for {shown}: {reason}");
+            std::process::ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("bbinject: no credential for {shown}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn origin(protocol: &str, host: &str, path: Option<&str>) -> String {
+    match path {
+        Some(p) => format!("{protocol}://{host}/{p}"),
+        None => format!("{protocol}://{host}"),
+    }
+}
+
+/// `bbinject credential get|store|erase`, git's credential-helper protocol.
+pub fn helper_main(action: &str) -> std::process::ExitCode {
+    let mut input = zeroize::Zeroizing::new(Vec::new());
+    let _ = std::io::stdin()
+        .lock()
+        .take(MAX_MESSAGE_BYTES as u64)
+        .read_to_end(&mut input);
+    if action != "get" {
+        // store and erase: git tells every helper; we keep nothing, so there is nothing to do.
+        return std::process::ExitCode::SUCCESS;
+    }
+    let fields = match super::protocol::parse_fields(&input) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bbinject: credential helper: unreadable request from git: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let field = |k: &str| fields.get(k).cloned().filter(|v| !v.is_empty());
+    let (Some(protocol), Some(host)) = (field("protocol"), field("host")) else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let path = field("path");
+    let shown = origin(&protocol, &host, path.as_deref());
+    let answer = ask(|capability| Request {
+        capability,
+        protocol: protocol.clone(),
+        host: host.to_ascii_lowercase(),
+        path: path.clone(),
+        username: field("username"),
+        want: Want::Password,
+        from_helper: true,
+    });
+    let mut out = std::io::stdout().lock();
+    match answer {
+        Ok(Answer::Granted {
+            username,
+            password: Some(password),
+            warning,
+        }) => {
+            if let Some(w) = warning {
+                eprintln!("bbinject: warning: {w}");
+            }
+            let reply = zeroize::Zeroizing::new(format!(
+                "username={username}\npassword={}\n",
+                password.expose()
+            ));
+            let _ = out.write_all(reply.as_bytes()).and_then(|()| out.flush());
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Answer::Granted { password: None, .. }) => std::process::ExitCode::SUCCESS,
+        Ok(Answer::Refused { reason }) => {
+            eprintln!("bbinject: refused credential for {shown}: {reason}");
+            // Tell git to stop here instead of trying other ways to get one.
+            let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(ClientError::NoBroker) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bbinject: no credential for {shown}: {e}");
+            let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_from_git_are_parsed_and_decoded() {
+        let cases = [
+            (
+                "Username for 'https://bitbucket.org': ",
+                Want::Username,
+                "https",
+                "bitbucket.org",
+                None,
+                None,
+            ),
+            (
+                "Password for 'https://x-token-auth@bitbucket.org/acme/app.git': ",
+                Want::Password,
+                "https",
+                "bitbucket.org",
+                Some("acme/app.git"),
+                Some("x-token-auth"),
+            ),
+            (
+                "Password for 'http://jdoe%40example.com@127.0.0.1:8080/a/b.git': ",
+                Want::Password,
+                "http",
+                "127.0.0.1:8080",
+                Some("a/b.git"),
+                Some("jdoe@example.com"),
+            ),
+        ];
+        for (prompt, want, protocol, host, path, user) in cases {
+            let p = parse_prompt(prompt).unwrap_or_else(|| panic!("{prompt}"));
+            assert_eq!(p.want, want, "{prompt}");
+            assert_eq!(
+                (p.protocol.as_str(), p.host.as_str()),
+                (protocol, host),
+                "{prompt}"
+            );
+            assert_eq!(p.path.as_deref(), path, "{prompt}");
+            assert_eq!(p.username.as_deref(), user, "{prompt}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_a_prompt() {
+        for prompt in [
+            "",
+            "Username",
+            "Enter passphrase for key '/root/.ssh/id': ",
+            "Password for '': ",
+            "Username for 'not a url': ",
+        ] {
+            assert_eq!(parse_prompt(prompt), None, "{prompt:?}");
+        }
+    }
+}

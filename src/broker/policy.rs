@@ -1,0 +1,189 @@
+//! Who gets an answer: the allow-list of origins and the per-request decision.
+//!
+//! Hosts are compared exactly (lower-cased, with the port when not the
+//! default), so `bitbucket.org.evil.com`, `evilbitbucket.org` and
+//! `bitbucket.org:8443` do not match `bitbucket.org`. The scheme must be the
+//! one the origin was allowed with: `https`, or `http` only for a loopback
+//! host named explicitly (`--git-url http://127.0.0.1:8080`).
+
+use crate::bitbucket::{Endpoint, EndpointError};
+use crate::credential::{CredentialSet, RepoRef};
+
+/// `scheme://host[:port]`, as git names it in credential requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    /// Lower-case host, with `:port` unless it is the scheme's default.
+    pub host: String,
+}
+
+impl Origin {
+    pub fn from_endpoint(endpoint: &Endpoint) -> Self {
+        let url = endpoint.url();
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        Self {
+            scheme: url.scheme().to_owned(),
+            host,
+        }
+    }
+
+    /// `https://bitbucket.org`, the key of git's URL-scoped config.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    origins: Vec<Origin>,
+}
+
+impl AllowList {
+    pub fn new(git_url: &Endpoint) -> Self {
+        Self {
+            origins: vec![Origin::from_endpoint(git_url)],
+        }
+    }
+
+    /// Adds a `--host`: `host`, `host:port` or a URL (`https://…`, or
+    /// `http://` for a loopback host).
+    pub fn add(&mut self, value: &str) -> Result<(), EndpointError> {
+        let url = if value.contains("://") {
+            value.to_owned()
+        } else {
+            format!("https://{value}")
+        };
+        let origin = Origin::from_endpoint(&Endpoint::parse("--host", &url)?);
+        if !self.origins.contains(&origin) {
+            self.origins.push(origin);
+        }
+        Ok(())
+    }
+
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
+    }
+
+    /// `Ok` if git may get a credential for `protocol://host`.
+    pub fn check(&self, protocol: &str, host: &str) -> Result<(), String> {
+        let host = host.to_ascii_lowercase();
+        match self.origins.iter().find(|o| o.host == host) {
+            Some(o) if o.scheme == protocol => Ok(()),
+            Some(o) => Err(format!(
+                "{protocol}://{host} is allowed only over {}:// (a credential is never sent over plain http)",
+                o.scheme
+            )),
+            None => Err(format!(
+                "host {host} is not on the allow-list ({}); add it with --host if it is yours",
+                self.origins
+                    .iter()
+                    .map(Origin::url)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// The repository a credential request's path names (`acme/app.git`).
+pub fn repository_of(path: Option<&str>) -> Option<RepoRef> {
+    let path = path?.trim_start_matches('/');
+    let mut parts = path.splitn(3, '/');
+    let workspace = parts.next()?;
+    let slug = parts.next()?;
+    RepoRef::parse(&format!("{workspace}/{slug}")).ok()
+}
+
+/// The credential for a request's path: routed by repository when the path
+/// names one, otherwise the config's catch-all (or the only credential).
+pub fn credential_for(set: &CredentialSet, path: Option<&str>) -> Result<usize, String> {
+    if let Some(repo) = repository_of(path) {
+        return set
+            .route(&repo)
+            .ok_or_else(|| format!("no configured credential matches {repo}"));
+    }
+    set.catch_all().ok_or_else(|| {
+        "git did not say which repository (credential.useHttpPath is off) and no credential \
+         serves every repository"
+            .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(git_url: &str) -> AllowList {
+        AllowList::new(&Endpoint::parse("--git-url", git_url).expect("url"))
+    }
+
+    #[test]
+    fn only_the_exact_host_and_scheme_are_allowed() {
+        let list = allow("https://bitbucket.org");
+        let cases = [
+            ("https", "bitbucket.org", true),
+            ("https", "BitBucket.ORG", true),
+            ("https", "bitbucket.org.evil.com", false),
+            ("https", "evilbitbucket.org", false),
+            ("https", "bitbucket.org:8443", false),
+            ("https", "api.bitbucket.org", false),
+            ("https", "bitbucket.org.", false),
+            ("http", "bitbucket.org", false),
+            ("https", "", false),
+        ];
+        for (protocol, host, expected) in cases {
+            assert_eq!(
+                list.check(protocol, host).is_ok(),
+                expected,
+                "{protocol}://{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_a_loopback_host_named_explicitly() {
+        let list = allow("http://127.0.0.1:8080");
+        assert!(list.check("http", "127.0.0.1:8080").is_ok());
+        assert!(list.check("http", "127.0.0.1:8081").is_err());
+        assert!(list.check("http", "127.0.0.1").is_err());
+        assert!(list.check("http", "localhost:8080").is_err());
+        let mut list = allow("https://bitbucket.org");
+        assert!(
+            list.add("http://bitbucket.org").is_err(),
+            "http to a remote host"
+        );
+        assert!(list.add("http://localhost:7990").is_ok());
+        assert!(list.add("bitbucket.example.com").is_ok());
+        assert!(list.check("https", "bitbucket.example.com").is_ok());
+        assert!(list.check("http", "localhost:7990").is_ok());
+    }
+
+    #[test]
+    fn the_origin_url_is_what_git_config_scopes_by() {
+        assert_eq!(
+            allow("https://bitbucket.org/").origins()[0].url(),
+            "https://bitbucket.org"
+        );
+        assert_eq!(
+            allow("http://127.0.0.1:9/").origins()[0].url(),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            allow("https://[::1]:8443").origins()[0].url(),
+            "https://[::1]:8443"
+        );
+    }
+
+    #[test]
+    fn paths_name_repositories() {
+        let repo = |p| repository_of(Some(p)).map(|r| r.to_string());
+        assert_eq!(repo("acme/app.git"), Some("acme/app".into()));
+        assert_eq!(repo("/acme/app.git/info/refs"), Some("acme/app".into()));
+        assert_eq!(repo("acme"), None);
+        assert_eq!(repository_of(None), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! The broker's wire format: `key=value` lines ended by an empty line, like
+//! git's credential protocol, over a Unix socket. One request, one answer,
+//! then the connection closes. Parsing is bounded and never panics: a peer is
+//! untrusted until its capability checks out.
+
+use std::collections::BTreeMap;
+
+use crate::secret::Secret;
+
+/// The most a request or an answer may be.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Which front door asks, and for what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// askpass `Username for …` prompt: the username only.
+    Username,
+    /// askpass `Password for …` prompt, or a helper `get`: the password.
+    Password,
+}
+
+/// A request from a front door. `Debug` hides the capability.
+pub struct Request {
+    pub capability: Secret,
+    pub protocol: String,
+    pub host: String,
+    pub path: Option<String>,
+    pub username: Option<String>,
+    pub want: Want,
+    /// `helper` may override a URL username; `askpass` may not.
+    pub from_helper: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("protocol", &self.protocol)
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("username", &self.username)
+            .field("want", &self.want)
+            .field("from_helper", &self.from_helper)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("message larger than {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+    #[error("message is not UTF-8")]
+    NotUtf8,
+    #[error("line without `=`")]
+    NoEquals,
+    #[error("missing `{0}`")]
+    Missing(&'static str),
+    #[error("bad value for `{0}`")]
+    BadValue(&'static str),
+    #[error("value with a line break or NUL")]
+    BadCharacter,
+}
+
+/// Parses `key=value` lines up to the first empty line (or the end).
+pub fn parse_fields(raw: &[u8]) -> Result<BTreeMap<String, String>, ProtocolError> {
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?;
+    let mut fields = BTreeMap::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line.split_once('=').ok_or(ProtocolError::NoEquals)?;
+        if value.contains('\0') || key.contains('\0') {
+            return Err(ProtocolError::BadCharacter);
+        }
+        fields.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(fields)
+}
+
+fn field_line(out: &mut String, key: &str, value: &str) -> Result<(), ProtocolError> {
+    if value.contains(['\n', '\r', '\0']) {
+        return Err(ProtocolError::BadCharacter);
+    }
+    out.push_str(key);
+    out.push('=');
+    out.push_str(value);
+    out.push('\n');
+    Ok(())
+}
+
+impl Request {
+    pub fn encode(&self) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
+        let mut out = zeroize::Zeroizing::new(String::new());
+        field_line(&mut out, "capability", self.capability.expose())?;
+        field_line(&mut out, "protocol", &self.protocol)?;
+        field_line(&mut out, "host", &self.host)?;
+        if let Some(path) = &self.path {
+            field_line(&mut out, "path", path)?;
+        }
+        if let Some(username) = &self.username {
+            field_line(&mut out, "username", username)?;
+        }
+        let want = match self.want {
+            Want::Username => "username",
+            Want::Password => "password",
+        };
+        field_line(&mut out, "want", want)?;
+        field_line(
+            &mut out,
+            "front",
+            if self.from_helper {
+                "helper"
+            } else {
+                "askpass"
+            },
+        )?;
+        out.push('\n');
+        Ok(out)
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<Self, ProtocolError> {
+        let mut fields = parse_fields(raw)?;
+        let mut take = |key: &'static str| fields.remove(key);
+        let capability = take("capability").ok_or(ProtocolError::Missing("capability"))?;
+        let protocol = take("protocol").ok_or(ProtocolError::Missing("protocol"))?;
+        let host = take("host").ok_or(ProtocolError::Missing("host"))?;
+        let want = match take("want").as_deref() {
+            Some("username") => Want::Username,
+            Some("password") => Want::Password,
+            Some(_) => return Err(ProtocolError::BadValue("want")),
+            None => return Err(ProtocolError::Missing("want")),
+        };
+        let from_helper = match take("front").as_deref() {
+            Some("helper") => true,
+            Some("askpass") => false,
+            _ => return Err(ProtocolError::BadValue("front")),
+        };
+        Ok(Self {
+            capability: Secret::new(capability),
+            protocol,
+            host,
+            path: take("path").filter(|p| !p.is_empty()),
+            username: take("username").filter(|u| !u.is_empty()),
+            want,
+            from_helper,
+        })
+    }
+}
+
+/// The broker's answer.
+pub enum Answer {
+    Granted {
+        username: String,
+        /// Absent when only the username was wanted.
+        password: Option<Secret>,
+        /// Something the front door should print on stderr (e.g. a username override).
+        warning: Option<String>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Granted { username, .. } => f
+                .debug_struct("Granted")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Answer::Refused { reason } => {
+                f.debug_struct("Refused").field("reason", reason).finish()
+            }
+        }
+    }
+}
+
+impl Answer {
+    pub fn encode(&self) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
+        let mut out = zeroize::Zeroizing::new(String::new());
+        match self {
+            Answer::Granted {
+                username,
+                password,
+                warning,
+            } => {
+                field_line(&mut out, "status", "ok")?;
+                field_line(&mut out, "username", username)?;
+                if let Some(password) = password {
+                    field_line(&mut out, "password", password.expose())?;
+                }
+                if let Some(warning) = warning {
+                    field_line(&mut out, "warning", warning)?;
+                }
+            }
+            Answer::Refused { reason } => {
+                field_line(&mut out, "status", "refused")?;
+                field_line(&mut out, "reason", reason)?;
+            }
+        }
+        out.push('\n');
+        Ok(out)
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<Self, ProtocolError> {
+        let mut fields = parse_fields(raw)?;
+        match fields.remove("status").as_deref() {
+            Some("ok") => Ok(Answer::Granted {
+                username: fields
+                    .remove("username")
+                    .ok_or(ProtocolError::Missing("username"))?,
+                password: fields.remove("password").map(Secret::new),
+                warning: fields.remove("warning"),
+            }),
+            Some("refused") => Ok(Answer::Refused {
+                reason: fields.remove("reason").unwrap_or_else(|| "refused".into()),
+            }),
+            _ => Err(ProtocolError::BadValue("status")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            capability: Secret::new("ab".repeat(32)),
+            protocol: "https".into(),
+            host: "bitbucket.org".into(),
+            path: Some("acme/app.git".into()),
+            username: None,
+            want: Want::Password,
+            from_helper: true,
+        }
+    }
+
+    #[test]
+    fn requests_and_answers_round_trip() {
+        let encoded = request().encode().expect("encode");
+        let decoded = Request::decode(encoded.as_bytes()).expect("decode");
+        assert_eq!(decoded.host, "bitbucket.org");
+        assert_eq!(decoded.path.as_deref(), Some("acme/app.git"));
+        assert!(decoded.capability.ct_eq("ab".repeat(32).as_bytes()));
+        let answer = Answer::Granted {
+            username: "x-token-auth".into(),
+            password: Some(Secret::new("FAKEFAKE".into())),
+            warning: None,
+        };
+        let decoded = Answer::decode(answer.encode().expect("encode").as_bytes()).expect("decode");
+        assert!(
+            matches!(decoded, Answer::Granted { password: Some(p), .. } if p.expose() == "FAKEFAKE")
+        );
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"capability\n",
+            b"capability=x\nprotocol=https\nhost=h\nwant=everything\nfront=helper\n\n",
+            b"capability=x\nprotocol=https\nhost=h\nwant=password\n\n",
+            b"\xff\xfe=1\n",
+            b"capability=a\0b\n",
+        ];
+        for raw in cases {
+            assert!(Request::decode(raw).is_err(), "{raw:?}");
+        }
+        assert_eq!(
+            Request::decode(&vec![b'a'; MAX_MESSAGE_BYTES + 1]).err(),
+            Some(ProtocolError::TooLarge)
+        );
+        assert!(Answer::decode(b"status=maybe\n\n").is_err());
+    }
+
+    #[test]
+    fn values_with_line_breaks_cannot_be_smuggled_in() {
+        let mut r = request();
+        r.host = "bitbucket.org\npassword=x".into();
+        assert_eq!(r.encode().err(), Some(ProtocolError::BadCharacter));
+    }
+
+    #[test]
+    fn debug_hides_the_capability_and_the_password() {
+        let shown = format!("{:?}", request());
+        assert!(!shown.contains(&"ab".repeat(32)), "{shown}");
+        let answer = Answer::Granted {
+            username: "u".into(),
+            password: Some(Secret::new("FAKEFAKE".into())),
+            warning: None,
+        };
+        assert!(!format!("{answer:?}").contains("FAKEFAKE"));
+    }
+}

@@ -1,0 +1,279 @@
+//! The broker server: a Unix socket in a fresh `0700` runtime directory,
+//! answering front doors concurrently (git `--jobs N` asks N at once).
+//!
+//! A peer with another uid, or one that sends garbage, gets the connection
+//! closed (a transport failure). A well-formed request that policy refuses
+//! gets an answer saying why, and one log line. Answers and refusals are
+//! logged at info level with host, path and use count, never the secret.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::policy::{self, AllowList};
+use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
+use crate::credential::CredentialSet;
+use crate::secret::Secret;
+
+/// How long a front door may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unix socket paths are limited to 108 bytes; stay well clear.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// The secrets the broker hands out: each credential of the set, with the
+/// bearer token an OAuth consumer was exchanged for.
+pub struct Vault {
+    pub set: CredentialSet,
+    pub bearers: Vec<Option<Secret>>,
+}
+
+impl Vault {
+    /// The username and password git gets for credential `index`.
+    fn git_pair(&self, index: usize) -> Option<(&str, &Secret)> {
+        let credential = self.set.credential(index);
+        let password = match self.bearers.get(index) {
+            Some(Some(bearer)) => bearer,
+            _ if credential.kind() == crate::credential::Kind::OauthClientCredentials => {
+                return None;
+            }
+            _ => credential.secret(),
+        };
+        Some((credential.git_username(), password))
+    }
+}
+
+/// The fresh private directory holding the socket and the askpass link;
+/// removed when dropped, on every exit path that unwinds.
+pub struct RuntimeDir {
+    dir: tempfile::TempDir,
+}
+
+impl RuntimeDir {
+    /// Creates `bbi-XXXXXX` (mode 0700) under `$XDG_RUNTIME_DIR`, else the temp
+    /// dir, else `/tmp` if those give a socket path that is too long.
+    pub fn create() -> std::io::Result<Self> {
+        let mut bases: Vec<PathBuf> = Vec::new();
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            bases.push(PathBuf::from(xdg));
+        }
+        bases.push(std::env::temp_dir());
+        bases.push(PathBuf::from("/tmp"));
+        let mut last_error = std::io::Error::other("no usable runtime directory");
+        for base in bases {
+            // "<base>/bbi-XXXXXX/s" must fit.
+            if base.as_os_str().len() + 14 > MAX_SOCKET_PATH || !base.is_dir() {
+                continue;
+            }
+            match tempfile::Builder::new().prefix("bbi-").tempdir_in(&base) {
+                Ok(dir) => {
+                    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+                    return Ok(Self { dir });
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+
+    pub fn askpass(&self) -> PathBuf {
+        self.dir.path().join(super::ASKPASS_NAME)
+    }
+}
+
+pub struct Settings {
+    pub allow: AllowList,
+    pub max_uses: Option<u32>,
+}
+
+struct State {
+    vault: Vault,
+    settings: Settings,
+    capability: Secret,
+    uid: u32,
+    uses: AtomicU32,
+}
+
+/// A running broker; stops accepting when dropped.
+pub struct Broker {
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<State>,
+}
+
+impl Broker {
+    /// Binds the socket in `dir` and serves on the current tokio runtime.
+    pub fn start(
+        dir: &RuntimeDir,
+        vault: Vault,
+        settings: Settings,
+        capability: Secret,
+    ) -> std::io::Result<Self> {
+        let socket = dir.socket();
+        let listener = UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        let state = Arc::new(State {
+            vault,
+            settings,
+            capability,
+            uid: rustix::process::getuid().as_raw(),
+            uses: AtomicU32::new(0),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = serving.clone();
+                tokio::spawn(async move { handle(stream, state).await });
+            }
+        });
+        Ok(Self { task, state })
+    }
+
+    /// How many passwords were handed out.
+    pub fn uses(&self) -> u32 {
+        self.state.uses.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(mut stream: UnixStream, state: Arc<State>) {
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == state.uid => {}
+        Ok(cred) => {
+            tracing::warn!(
+                peer_uid = cred.uid(),
+                "refused a connection from another user"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot identify the peer; closing");
+            return;
+        }
+    }
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(512));
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            raw.extend_from_slice(&chunk[..n]);
+            if raw.len() > MAX_MESSAGE_BYTES || raw.ends_with(b"\n\n") {
+                return Ok(());
+            }
+        }
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        tracing::debug!("front door sent no complete request; closing");
+        return;
+    }
+    let request = match Request::decode(&raw) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "malformed broker request; closing");
+            return;
+        }
+    };
+    let answer = evaluate(&state, &request);
+    let path = request.path.as_deref().unwrap_or("");
+    let uses = state.uses.load(Ordering::SeqCst);
+    match &answer {
+        Answer::Granted {
+            password: Some(_), ..
+        } => tracing::info!(
+            host = %request.host, path, uses, "answered credential request"
+        ),
+        Answer::Granted { password: None, .. } => tracing::info!(
+            host = %request.host, path, "answered username request"
+        ),
+        Answer::Refused { reason } => tracing::info!(
+            host = %request.host, path, uses, reason = %reason, "refused credential request"
+        ),
+    }
+    if let Ok(encoded) = answer.encode() {
+        let _ = stream.write_all(encoded.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+fn evaluate(state: &State, request: &Request) -> Answer {
+    let refuse = |reason: String| Answer::Refused { reason };
+    if !state
+        .capability
+        .ct_eq(request.capability.expose().as_bytes())
+    {
+        return refuse("the capability does not match this broker".into());
+    }
+    if let Err(reason) = state.settings.allow.check(&request.protocol, &request.host) {
+        return refuse(reason);
+    }
+    let index = match policy::credential_for(&state.vault.set, request.path.as_deref()) {
+        Ok(i) => i,
+        Err(reason) => return refuse(reason),
+    };
+    let Some((username, password)) = state.vault.git_pair(index) else {
+        return refuse("the OAuth consumer has no token".into());
+    };
+    let mut warning = None;
+    if let Some(asked) = &request.username
+        && asked != username
+    {
+        if !request.from_helper {
+            return refuse(format!(
+                "the URL names user {asked}, but this credential's git username is {username}; \
+                 remove `{asked}@` from the URL"
+            ));
+        }
+        warning = Some(format!(
+            "the URL names user {asked}; using this credential's git username {username} instead"
+        ));
+    }
+    if request.want == Want::Username {
+        return Answer::Granted {
+            username: username.to_owned(),
+            password: None,
+            warning,
+        };
+    }
+    let counted = state
+        .uses
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            match state.settings.max_uses {
+                Some(max) if n >= max => None,
+                _ => Some(n + 1),
+            }
+        });
+    if counted.is_err() {
+        return refuse(format!(
+            "--max-uses {} reached; no more credentials from this broker",
+            state.settings.max_uses.unwrap_or_default()
+        ));
+    }
+    Answer::Granted {
+        username: username.to_owned(),
+        password: Some(Secret::new(password.expose().to_owned())),
+        warning,
+    }
+}

@@ -1,0 +1,355 @@
+//! `bbinject exec -- CMD ARGS…`: resolve, preflight, start the broker, run the
+//! child with an environment that lets git ask the broker, forward signals,
+//! reap, clean up, and exit with the child's status (DESIGN.md §5).
+//!
+//! The child's environment never holds the secret: it gets the socket path and
+//! a capability that dies with this process, `GIT_ASKPASS` pointing at this
+//! binary, and git config entries appended through `GIT_CONFIG_COUNT`. The
+//! variables that held secrets are removed from it (unless `--keep-env`).
+//! The child's output is passed through unchanged: nothing is redacted yet.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, WaitOptions};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::bitbucket::{Preflight, Report};
+use crate::broker::policy::{AllowList, Origin};
+use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault};
+use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability};
+use crate::check;
+use crate::cli::{Cli, ExecArgs};
+use crate::credential::Environment;
+use crate::error::{Error, ExitCode};
+
+pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+    let set = check::resolve(cli, env)?;
+    let settings = check::Settings::new(&args.probe, &set)?;
+    let repos = check::repositories(&args.repos, env)?;
+    let mut allow = AllowList::new(&settings.endpoints.git);
+    for host in args.hosts.iter().chain(set.defaults.hosts.iter()) {
+        allow.add(host)?;
+    }
+    let git_config = git_config_entries(
+        env.var_os("GIT_CONFIG_COUNT").as_deref(),
+        allow.origins(),
+        &helper_command(&current_exe()?),
+    )?;
+    let secret_variables = set.secret_variables();
+
+    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
+    if !args.no_preflight {
+        let report = preflight.run(&set, &repos).await;
+        print_problems(&report);
+        if !report.ok {
+            eprintln!(
+                "bbinject: error: preflight failed (exit {}); not starting {}",
+                report.exit_code,
+                args.command[0].to_string_lossy()
+            );
+            return Ok(report.exit());
+        }
+    }
+    let bearers = match preflight.bearer_tokens(&set).await {
+        Ok(tokens) => tokens,
+        Err(report) => {
+            print_problems(&report);
+            return Ok(report.exit());
+        }
+    };
+
+    let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
+    std::os::unix::fs::symlink(current_exe()?, dir.askpass()).map_err(Error::RuntimeDir)?;
+    let capability = capability::generate().map_err(Error::RuntimeDir)?;
+    let child_capability = OsString::from(capability.expose());
+    let broker = Broker::start(
+        &dir,
+        Vault { set, bearers },
+        BrokerSettings {
+            allow,
+            max_uses: args.max_uses,
+        },
+        capability,
+    )
+    .map_err(Error::RuntimeDir)?;
+
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    if !args.keep_env {
+        for name in secret_variables
+            .iter()
+            .map(String::as_str)
+            .chain(crate::credential::SECRET_VARIABLES)
+        {
+            command.env_remove(name);
+            command.env_remove(format!("{name}_FILE"));
+        }
+    }
+    command
+        .env("GIT_ASKPASS", dir.askpass())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env(ENV_SOCKET, dir.socket())
+        .env(ENV_CAPABILITY, &child_capability)
+        .envs(git_config);
+    drop(child_capability);
+
+    // Listen for SIGCHLD before the child exists, so its exit cannot be missed.
+    let signals = Signals::new().map_err(Error::RuntimeDir)?;
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let name = args.command[0].to_string_lossy();
+            let (code, what) = match e.kind() {
+                std::io::ErrorKind::NotFound => (ExitCode::CommandNotFound, "command not found"),
+                std::io::ErrorKind::PermissionDenied => {
+                    (ExitCode::CannotExecute, "permission denied")
+                }
+                _ => (ExitCode::CannotExecute, "cannot be started"),
+            };
+            eprintln!("bbinject: error: cannot run `{name}`: {what}");
+            eprintln!("hint: check the command after `--` and the PATH of the build agent");
+            return Ok(code);
+        }
+    };
+    let status = supervise(child, signals).await.map_err(Error::RuntimeDir)?;
+    tracing::info!(uses = broker.uses(), "child exited; broker stops");
+    drop(broker);
+    drop(dir);
+    Ok(status)
+}
+
+fn current_exe() -> Result<std::path::PathBuf, Error> {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(Error::RuntimeDir)
+}
+
+/// `!'<path>' credential`: git runs helpers starting with `!` through the
+/// shell, so the absolute path is single-quoted.
+pub fn helper_command(exe: &Path) -> String {
+    let quoted = exe.to_string_lossy().replace('\'', r"'\''");
+    format!("!'{quoted}' credential")
+}
+
+/// The `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` variables that register our helper
+/// for each allowed origin (after a scoped clear of other helpers), send the
+/// repository path to it, and make git refuse passwords in URLs. Appended
+/// after whatever the caller already set.
+pub fn git_config_entries(
+    existing_count: Option<&std::ffi::OsStr>,
+    origins: &[Origin],
+    helper: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let start: usize = match existing_count {
+        None => 0,
+        Some(raw) => raw
+            .to_str()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::GitConfigCount(raw.to_string_lossy().into_owned()))?,
+    };
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for origin in origins {
+        let scope = format!("credential.{}", origin.url());
+        entries.push((format!("{scope}.helper"), String::new()));
+        entries.push((format!("{scope}.helper"), helper.to_owned()));
+        entries.push((format!("{scope}.useHttpPath"), "true".into()));
+    }
+    entries.push(("transfer.credentialsInUrl".into(), "die".into()));
+    let mut vars = Vec::with_capacity(entries.len() * 2 + 1);
+    for (offset, (key, value)) in entries.iter().enumerate() {
+        vars.push((format!("GIT_CONFIG_KEY_{}", start + offset), key.clone()));
+        vars.push((
+            format!("GIT_CONFIG_VALUE_{}", start + offset),
+            value.clone(),
+        ));
+    }
+    vars.push((
+        "GIT_CONFIG_COUNT".into(),
+        (start + entries.len()).to_string(),
+    ));
+    Ok(vars)
+}
+
+fn print_problems(report: &Report) {
+    if report.problems.is_empty() {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    for problem in &report.problems {
+        let level = match problem.severity {
+            crate::bitbucket::Severity::Error => "error",
+            crate::bitbucket::Severity::Warning => "warning",
+        };
+        let subject = problem
+            .repository
+            .as_deref()
+            .map(|r| format!(" {r}:"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "bbinject: preflight {level}[{}]{subject} {}",
+            problem.code, problem.message
+        );
+        let _ = writeln!(err, "  hint: {}", problem.hint);
+    }
+}
+
+/// The signals we forward, and SIGCHLD for reaping.
+struct Signals {
+    child: tokio::signal::unix::Signal,
+    forwarded: Forwarded,
+}
+
+struct Forwarded(Vec<(Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        let mut forwarded = Vec::new();
+        for (ours, kind) in [
+            (Signal::INT, SignalKind::interrupt()),
+            (Signal::TERM, SignalKind::terminate()),
+            (Signal::HUP, SignalKind::hangup()),
+            (Signal::QUIT, SignalKind::quit()),
+        ] {
+            forwarded.push((ours, signal(kind)?));
+        }
+        Ok(Self {
+            child: signal(SignalKind::child())?,
+            forwarded: Forwarded(forwarded),
+        })
+    }
+}
+
+impl Forwarded {
+    /// The next forwarded signal (never returns while none arrives).
+    async fn next(&mut self) -> Signal {
+        let waits = self.0.iter_mut().map(|(sig, stream)| {
+            let sig = *sig;
+            Box::pin(async move {
+                stream.recv().await;
+                sig
+            })
+        });
+        futures_select_all(waits).await
+    }
+}
+
+/// Resolves with the first of `futures` to finish.
+async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
+    futures: impl Iterator<Item = F>,
+) -> Signal {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(move |cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(sig) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(sig);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Waits for the child, forwarding signals to it; as PID 1 also reaps orphans
+/// re-parented to us, so no zombie git processes pile up in a container.
+async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io::Result<ExitCode> {
+    let pid = Pid::from_child(&child);
+    let init = rustix::process::getpid().is_init();
+    loop {
+        loop {
+            let target = if init { None } else { Some(pid) };
+            match rustix::process::waitpid(target, WaitOptions::NOHANG) {
+                Ok(Some((reaped, status))) if reaped == pid => {
+                    return Ok(match (status.exit_status(), status.terminating_signal()) {
+                        (Some(code), _) => ExitCode::Child(code as u8),
+                        (None, Some(sig)) => ExitCode::Child(128u8.saturating_add(sig as u8)),
+                        (None, None) => ExitCode::Child(1),
+                    });
+                }
+                Ok(Some((orphan, _))) => {
+                    tracing::debug!(pid = orphan.as_raw_nonzero().get(), "reaped an orphan")
+                }
+                Ok(None) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tokio::select! {
+            _ = signals.child.recv() => {}
+            sig = signals.forwarded.next() => {
+                tracing::info!(signal = ?sig, "forwarding signal to the child");
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+            // A safety net: SIGCHLD can coalesce.
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitbucket::Endpoint;
+
+    fn origins(urls: &[&str]) -> Vec<Origin> {
+        urls.iter()
+            .map(|u| Origin::from_endpoint(&Endpoint::parse("--git-url", u).expect("url")))
+            .collect()
+    }
+
+    #[test]
+    fn git_config_is_appended_after_the_callers_entries() {
+        let vars = git_config_entries(
+            Some(std::ffi::OsStr::new("2")),
+            &origins(&["https://bitbucket.org"]),
+            "!'/usr/bin/bbinject' credential",
+        )
+        .expect("entries");
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("GIT_CONFIG_KEY_0"),
+            None,
+            "must not overwrite the caller's entries"
+        );
+        assert_eq!(
+            get("GIT_CONFIG_KEY_2"),
+            Some("credential.https://bitbucket.org.helper")
+        );
+        assert_eq!(get("GIT_CONFIG_VALUE_2"), Some(""));
+        assert_eq!(
+            get("GIT_CONFIG_VALUE_3"),
+            Some("!'/usr/bin/bbinject' credential")
+        );
+        assert_eq!(
+            get("GIT_CONFIG_KEY_4"),
+            Some("credential.https://bitbucket.org.useHttpPath")
+        );
+        assert_eq!(get("GIT_CONFIG_KEY_5"), Some("transfer.credentialsInUrl"));
+        assert_eq!(get("GIT_CONFIG_COUNT"), Some("6"));
+    }
+
+    #[test]
+    fn a_broken_git_config_count_is_an_error() {
+        let err =
+            git_config_entries(Some(std::ffi::OsStr::new("two")), &[], "x").expect_err("bad count");
+        assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
+    }
+
+    #[test]
+    fn helper_paths_are_quoted_for_the_shell() {
+        assert_eq!(
+            helper_command(Path::new("/opt/bb inject/bbinject")),
+            "!'/opt/bb inject/bbinject' credential"
+        );
+        assert_eq!(
+            helper_command(Path::new("/tmp/it's/bbinject")),
+            r"!'/tmp/it'\''s/bbinject' credential"
+        );
+    }
+}
