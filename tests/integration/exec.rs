@@ -779,3 +779,117 @@ fn plain_http_hosts_and_lookalikes_cannot_be_allowed() {
         s.server.authorizations()
     );
 }
+
+#[test]
+fn a_config_routes_each_repository_to_its_own_credential() {
+    const OTHER_TOKEN: &str = "ATCTT3xFAKE-second-token-0000000000";
+    let git = gits()[0].clone();
+    let root = tempfile::tempdir().expect("tempdir");
+    create_repo(root.path(), "acme/app", &[("README.md", b"app\n")]);
+    create_repo(root.path(), "partner/lib", &[("README.md", b"lib\n")]);
+    let server = GitServer::builder(root.path())
+        .user(TOKEN_USER, FAKE_ACCESS_TOKEN)
+        .user("x-bitbucket-api-token-auth", OTHER_TOKEN)
+        .git(&git)
+        .start();
+    let bb = Bb::new();
+    let config = "credentials:\n  - name: acme\n    kind: access_token\n    match: [acme]\n    secret_env: ACME_TOKEN\n  - name: partner\n    kind: api_token\n    match: [partner/lib]\n    secret_env: PARTNER_TOKEN\n";
+    let config_path = bb.file("bbinject.yaml", config.as_bytes(), 0o600);
+    let mut command = bb.command();
+    command
+        .env("ACME_TOKEN", FAKE_ACCESS_TOKEN)
+        .env("PARTNER_TOKEN", OTHER_TOKEN)
+        .args(["--config", &config_path.display().to_string(), "exec", "--no-preflight", "--git-url", &server.url(), "--"])
+        .args(["sh", "-c"])
+        .arg(format!(
+            "env | grep -c _TOKEN= ; '{g}' clone -q {u}/acme/app.git app && '{g}' clone -q {u}/partner/lib.git lib",
+            g = git.display(),
+            u = server.url()
+        ));
+    let run = run_command(command);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert_eq!(
+        run.stdout.trim(),
+        "0",
+        "the config's secret_env variables are removed from the child"
+    );
+    let acme = server.authorizations_for("acme/app");
+    let partner = server.authorizations_for("partner/lib");
+    assert!(
+        !acme.is_empty()
+            && acme
+                .iter()
+                .all(|a| a == &format!("{TOKEN_USER}:{FAKE_ACCESS_TOKEN}")),
+        "{acme:?}"
+    );
+    assert!(
+        !partner.is_empty()
+            && partner
+                .iter()
+                .all(|a| a == &format!("x-bitbucket-api-token-auth:{OTHER_TOKEN}")),
+        "{partner:?}"
+    );
+    assert_no_leak(&run, bb.dir.path(), FAKE_ACCESS_TOKEN, &[TOKEN_USER], &[]);
+    assert_no_leak(
+        &run,
+        bb.dir.path(),
+        OTHER_TOKEN,
+        &["x-bitbucket-api-token-auth"],
+        &[],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_consumer_clones_with_the_token_it_was_exchanged_for() {
+    use crate::support::bitbucket_mock::{self as bb, json};
+    use wiremock::matchers::{method, path};
+    const EXCHANGED: &str = "REDACTED-ACCESS-TOKEN";
+    let git = gits()[0].clone();
+    let root = tempfile::tempdir().expect("tempdir");
+    create_repo(root.path(), "acme/app", &[("README.md", b"app\n")]);
+    let server = GitServer::builder(root.path())
+        .user(TOKEN_USER, EXCHANGED)
+        .git(&git)
+        .start();
+    let api = bb::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/site/oauth2/access_token"))
+        .respond_with(json(200, "oauth-client-credentials-token.json"))
+        .mount(&api)
+        .await;
+    let bb = Bb::new()
+        .env("BITBUCKET_OAUTH_CLIENT_ID", "consumer-key")
+        .env("BITBUCKET_OAUTH_CLIENT_SECRET", "FAKE-oauth-secret-0000");
+    let mut command = bb.command();
+    command.args([
+        "exec",
+        "--no-preflight",
+        "--git-url",
+        &server.url(),
+        "--token-url",
+        &format!("{}/site/oauth2/access_token", api.uri()),
+        "--",
+        &git.display().to_string(),
+        "clone",
+        "-q",
+        &format!("{}/acme/app.git", server.url()),
+        "app",
+    ]);
+    let run = run_command(command);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(bb.path("app/README.md").exists());
+    assert!(
+        server
+            .authorizations()
+            .iter()
+            .all(|a| a == &format!("{TOKEN_USER}:{EXCHANGED}"))
+    );
+    assert_no_leak(&run, bb.dir.path(), EXCHANGED, &[TOKEN_USER], &[]);
+    assert_no_leak(
+        &run,
+        bb.dir.path(),
+        "FAKE-oauth-secret-0000",
+        &["consumer-key"],
+        &[],
+    );
+}

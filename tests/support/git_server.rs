@@ -124,7 +124,7 @@ impl GitServerBuilder {
 pub struct GitServer {
     addr: SocketAddr,
     config: Arc<Config>,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -153,7 +153,24 @@ impl GitServer {
     /// Every `Authorization` header value received so far, decoded from Basic
     /// when possible (`user:password`).
     pub fn authorizations(&self) -> Vec<String> {
-        self.seen.lock().expect("lock").clone()
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, auth)| auth.clone())
+            .collect()
+    }
+
+    /// The `Authorization` headers seen for requests under `/<repo>.git/`.
+    pub fn authorizations_for(&self, repo: &str) -> Vec<String> {
+        let prefix = format!("/{repo}.git/");
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .map(|(_, auth)| auth.clone())
+            .collect()
     }
 }
 
@@ -187,7 +204,7 @@ fn decode_basic(header: &str) -> Option<(String, String)> {
 async fn handle(
     req: Request<Incoming>,
     config: Arc<Config>,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let authorization = req
         .headers()
@@ -198,7 +215,9 @@ async fn handle(
         let shown = decode_basic(header)
             .map(|(u, p)| format!("{u}:{p}"))
             .unwrap_or(header.clone());
-        seen.lock().expect("lock").push(shown);
+        seen.lock()
+            .expect("lock")
+            .push((req.uri().path().to_owned(), shown));
     }
 
     let path = req.uri().path().to_owned();
