@@ -49,8 +49,19 @@ fn check(world: &World, envs: &[(&str, &str)], args: &[&str]) -> (Bb, Run) {
     for (k, v) in envs {
         bb = bb.env(k, v);
     }
-    let bb = bb.args(args);
+    // Every check runs at the most verbose log level, and every secret it was
+    // given is then looked for in its output and its files.
+    let bb = bb.env("RUST_LOG", "trace").args(args);
     let run = bb.run();
+    let usernames = [EMAIL, GIT_USER, "x-token-auth", "jdoe", "consumer-key"];
+    for (name, value) in envs {
+        if ["TOKEN", "PASSWORD", "SECRET"]
+            .iter()
+            .any(|s| name.ends_with(s))
+        {
+            assert_no_leak(&run, bb.dir.path(), value, &usernames, &[]);
+        }
+    }
     (bb, run)
 }
 
@@ -973,4 +984,35 @@ async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
         &["proxyuser"],
         &[],
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_410_answers_are_explained() {
+    // git answering 410 with CHANGE-3222 means the value is an app password,
+    // whatever variable it was put in.
+    let w = world(|g| g.reject_with(410, "CHANGE-3222 - Functionality has been deprecated")).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        json(410, "error-410-change-2770.json"),
+    )
+    .await;
+    let (_, run) = check(
+        &w,
+        &[("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)],
+        &["--repo", "acme/app"],
+    );
+    assert_eq!(run.code(), 3, "{}", run.describe());
+    let codes = run.problem_codes();
+    assert!(
+        codes.contains(&"app-password-removed".to_owned()),
+        "{codes:?}"
+    );
+    // The API's 410 for a removed endpoint (CHANGE-2770) is quoted, not guessed at.
+    assert!(
+        codes.contains(&"unexpected-response".to_owned()),
+        "{codes:?}"
+    );
+    assert!(run.stdout.contains("CHANGE-2770"), "{}", run.stdout);
 }

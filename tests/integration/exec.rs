@@ -41,7 +41,10 @@ impl Scenario {
             .user(TOKEN_USER, FAKE_ACCESS_TOKEN)
             .git(git)
             .start();
-        let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
+        // Most verbose logging, so the leak scans cover every log line too.
+        let bb = Bb::new()
+            .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+            .env("RUST_LOG", "trace");
         // A global credential.helper=store, as many agents have: it must never
         // get the secret.
         std::fs::write(
@@ -892,4 +895,48 @@ async fn an_oauth_consumer_clones_with_the_token_it_was_exchanged_for() {
         &["consumer-key"],
         &[],
     );
+}
+
+#[test]
+fn as_pid_1_it_reaps_orphans() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a PID namespace");
+        return;
+    }
+    let s = Scenario::new(&gits()[0]);
+    // The subshell exits at once, so `sleep` is re-parented to PID 1 (bbinject);
+    // if PID 1 did not reap it, it would be a zombie when the check runs.
+    let script = "(sleep 0.2 &); sleep 0.8; n=0; \
+                  for f in /proc/[0-9]*/stat; do read -r l < \"$f\" 2>/dev/null; \
+                  case \"$l\" in *') Z '*) n=$((n+1));; esac; done; echo \"pid1=$PPID zombies=$n\"";
+    let exe = assert_cmd::cargo::cargo_bin!("bbinject")
+        .display()
+        .to_string();
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            &exe,
+            "exec",
+            "--no-preflight",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", s.bb.home())
+        .env("TMPDIR", s.bb.dir.path())
+        .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
+    let run = run_command(command);
+    if run.stderr.contains("unshare failed") {
+        eprintln!("skipped: no PID namespaces here: {}", run.stderr);
+        return;
+    }
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert_eq!(run.stdout.trim(), "pid1=1 zombies=0", "{}", run.describe());
+    s.assert_clean(&run);
 }
