@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo run --locked --example demo`
 
+#[path = "../tests/support/background.rs"]
+mod background;
 #[path = "../tests/support/git_server.rs"]
 mod git_server;
 

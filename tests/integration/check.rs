@@ -200,12 +200,7 @@ async fn app_password_is_diagnosed_as_removed_with_what_to_create_instead() {
     let (bb, run) = check(&w, &env, &["--repo", "acme/app"]);
     assert_eq!(run.code(), 3, "{}", run.describe());
     let report = run.json();
-    let problem = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "app-password-removed")
-        .unwrap_or_else(|| panic!("{report}"));
+    let problem = run.problem("app-password-removed");
     assert!(
         problem["message"]
             .as_str()
@@ -258,13 +253,7 @@ async fn missing_scope_is_named_from_the_403_body() {
     .await;
     let (_, run) = check(&w, &api_token_env(), &["--repo", "acme/app"]);
     assert_eq!(run.code(), 4, "{}", run.describe());
-    let report = run.json();
-    let problem = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "missing-scope")
-        .unwrap_or_else(|| panic!("{report}"));
+    let problem = run.problem("missing-scope");
     assert!(
         problem["message"]
             .as_str()
@@ -288,12 +277,7 @@ async fn git_403_names_the_read_scope() {
     );
     assert_eq!(run.code(), 4, "{}", run.describe());
     let report = run.json();
-    let problem = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "missing-scope")
-        .unwrap_or_else(|| panic!("{report}"));
+    let problem = run.problem("missing-scope");
     assert!(
         problem["hint"]
             .as_str()
@@ -330,15 +314,14 @@ async fn private_repository_not_visible_is_not_found_with_a_hint() {
     let report = run.json();
     assert_eq!(report["repositories"][0]["api"], "not_found");
     assert_eq!(report["repositories"][0]["read"], "not_found");
-    let problem = &report["problems"]
-        .as_array()
-        .expect("problems")
+    let codes = run.problem_codes();
+    let not_found = codes
         .iter()
-        .filter(|p| p["code"] == "repository-not-found")
+        .filter(|c| *c == "repository-not-found")
         .count();
     assert_eq!(
-        *problem, 1,
-        "the API and git agree, so it is reported once: {report}"
+        not_found, 1,
+        "the API and git agree, so it is reported once: {codes:?}"
     );
 }
 
@@ -368,19 +351,13 @@ async fn write_needed_but_only_read_granted() {
     let report = run.json();
     assert_eq!(report["repositories"][0]["read"], "ok");
     assert_eq!(report["repositories"][0]["write"], "denied");
+    let problem = run.problem("write-not-allowed");
     assert!(
-        run.problem_codes()
-            .contains(&"write-not-allowed".to_owned())
+        problem["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("write:repository:bitbucket")),
+        "{problem}"
     );
-    let hint = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "write-not-allowed")
-        .and_then(|p| p["hint"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(hint.contains("write:repository:bitbucket"), "{hint}");
 
     // And with write access, write is proven.
     let w = world(|g| g.user(GIT_USER, FAKE_API_TOKEN)).await;
@@ -787,13 +764,7 @@ async fn git_rejecting_a_wrong_username_says_which_username_git_needs() {
     ];
     let (_, run) = check(&w, &env, &["--repo", "acme/app"]);
     assert_eq!(run.code(), 3, "{}", run.describe());
-    let report = run.json();
-    let problem = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "git-credential-rejected")
-        .unwrap_or_else(|| panic!("{report}"));
+    let problem = run.problem("git-credential-rejected");
     assert!(
         problem["hint"]
             .as_str()
@@ -906,13 +877,7 @@ async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
     let bb = args(Bb::new());
     let run = bb.run();
     assert_eq!(run.code(), 5, "{}", run.describe());
-    let report = run.json();
-    let problem = report["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .find(|p| p["code"] == "tls-untrusted")
-        .unwrap_or_else(|| panic!("{report}"));
+    let problem = run.problem("tls-untrusted");
     assert!(
         problem["hint"]
             .as_str()

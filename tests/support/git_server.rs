@@ -9,7 +9,6 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::io::AsyncWriteExt as _;
+
+use super::background::Background;
 
 /// What the server does when a request lacks valid credentials.
 #[derive(Clone, Debug)]
@@ -78,55 +79,31 @@ impl GitServerBuilder {
     pub fn start(self) -> GitServer {
         let config = Arc::new(self.config);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let state = (config.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown_rx => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (config, seen) = state.clone();
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| {
-                                    handle(req, config.clone(), seen.clone())
-                                });
-                                let io = hyper_util::rt::TokioIo::new(stream);
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(io, service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
+        let background = Background::serve(move |stream| {
+            let (config, seen) = state.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    handle(req, config.clone(), seen.clone())
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            }
         });
         GitServer {
-            addr,
             config,
             seen,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            background,
         }
     }
 }
 
 pub struct GitServer {
-    addr: SocketAddr,
     config: Arc<Config>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    background: Background,
 }
 
 impl GitServer {
@@ -143,11 +120,11 @@ impl GitServer {
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.background.addr())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.background.addr().port()
     }
 
     /// Every `Authorization` header value received so far, decoded from Basic
@@ -171,17 +148,6 @@ impl GitServer {
             .filter(|(path, _)| path.starts_with(&prefix))
             .map(|(_, auth)| auth.clone())
             .collect()
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod background;
 pub mod bitbucket_mock;
 pub mod git_server;
 pub mod tls_front;
@@ -37,6 +38,16 @@ impl Run {
                 self.stdout, self.stderr
             )
         })
+    }
+
+    /// The problem with `code` in a JSON report; panics with the report if absent.
+    pub fn problem(&self, code: &str) -> serde_json::Value {
+        let report = self.json();
+        report["problems"]
+            .as_array()
+            .and_then(|problems| problems.iter().find(|p| p["code"] == code))
+            .cloned()
+            .unwrap_or_else(|| panic!("no problem {code} in:\n{report:#}"))
     }
 
     /// Problem codes in a JSON report.

@@ -10,22 +10,11 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls;
 
-pub struct TlsFront {
-    addr: SocketAddr,
-    ca_pem: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+use super::background::Background;
 
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+pub struct TlsFront {
+    background: Background,
+    ca_pem: String,
 }
 
 impl TlsFront {
@@ -60,47 +49,27 @@ impl TlsFront {
             .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let accepted = tokio::select! {
-                        _ = &mut stop => break,
-                        accepted = listener.accept() => accepted,
-                    };
-                    let Ok((stream, _)) = accepted else { continue };
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        // A client that does not trust us aborts the handshake: fine.
-                        let Ok(mut tls) = acceptor.accept(stream).await else {
-                            return;
-                        };
-                        let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
-                            return;
-                        };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                    });
-                }
-            });
+        let background = Background::serve(move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                // A client that does not trust us aborts the handshake: fine.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            }
         });
         Self {
-            addr,
+            background,
             ca_pem: ca_cert.pem(),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        format!("https://{}", self.background.addr())
     }
 
     /// The CA certificate that signed the server certificate, as PEM.
