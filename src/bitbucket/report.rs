@@ -65,6 +65,12 @@ pub mod codes {
         (UNEXPECTED_RESPONSE, ExitCode::Unreachable),
     ];
 
+    /// Codes that describe the credential itself (it was rejected), not one
+    /// repository: reported once per credential however many repositories hit them.
+    pub fn is_about_the_credential(code: &str) -> bool {
+        exit_code(code) == ExitCode::CredentialRejected && code != AUTHENTICATION_NOT_PROVEN
+    }
+
     pub fn exit_code(code: &str) -> ExitCode {
         ERRORS
             .iter()
@@ -225,12 +231,14 @@ impl Report {
     }
 
     /// Adds a problem unless the same code was already reported for the same
-    /// repository and credential (the API and git probes often agree).
+    /// repository and credential (the API and git probes often agree), or, for
+    /// a rejected credential, for the same credential at all.
     pub fn push(&mut self, problem: Problem) {
+        let credential_wide = codes::is_about_the_credential(problem.code);
         let duplicate = self.problems.iter().any(|p| {
             p.code == problem.code
-                && p.repository == problem.repository
                 && p.credential == problem.credential
+                && (credential_wide || p.repository == problem.repository)
         });
         if !duplicate {
             self.problems.push(problem);
@@ -349,6 +357,25 @@ mod tests {
         report.push(p.clone());
         report.push(p);
         assert_eq!(report.problems.len(), 1);
+    }
+
+    #[test]
+    fn a_rejected_credential_is_reported_once_for_all_repositories() {
+        let mut report = Report::new(super::super::Need::Read);
+        for repo in ["a/one", "a/two"] {
+            report.push(Problem::error(codes::TOKEN_EXPIRED, "m", "h").for_repository(&repo));
+            report
+                .push(Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h").for_repository(&repo));
+        }
+        let codes: Vec<_> = report.problems.iter().map(|p| p.code).collect();
+        assert_eq!(
+            codes,
+            [
+                codes::TOKEN_EXPIRED,
+                codes::REPOSITORY_NOT_FOUND,
+                codes::REPOSITORY_NOT_FOUND
+            ]
+        );
     }
 
     #[test]

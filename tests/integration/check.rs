@@ -5,7 +5,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::bitbucket_mock::{self as bb, api_url, authenticated, basic, json};
-use crate::support::git_server::{GitServer, create_repo};
+use crate::support::git_server::{GitServer, GitServerBuilder, create_repo};
 use crate::support::{
     Bb, FAKE_ACCESS_TOKEN, FAKE_API_TOKEN, FAKE_APP_PASSWORD, Run, assert_no_leak,
 };
@@ -19,11 +19,7 @@ struct World {
     api: wiremock::MockServer,
 }
 
-async fn world(
-    configure: impl FnOnce(
-        crate::support::git_server::GitServerBuilder,
-    ) -> crate::support::git_server::GitServerBuilder,
-) -> World {
+async fn world(configure: impl FnOnce(GitServerBuilder) -> GitServerBuilder) -> World {
     let root = tempfile::tempdir().expect("tempdir");
     create_repo(root.path(), "acme/app", &[("README.md", b"hello\n")]);
     create_repo(root.path(), "acme/public", &[("README.md", b"public\n")]);
@@ -177,155 +173,6 @@ async fn text_output_names_the_credential_and_the_verdicts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn app_password_is_diagnosed_as_removed_with_what_to_create_instead() {
-    let w = world(|g| g.reject_with(401, "remote: CHANGE-3222 - Functionality has been deprecated\nApp passwords are deprecated and must be replaced with API tokens")).await;
-    bb::on_get(
-        &w.api,
-        "user",
-        None,
-        json(401, "error-401-token-invalid.json"),
-    )
-    .await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        json(401, "error-401-token-invalid.json"),
-    )
-    .await;
-    let env = [
-        ("BITBUCKET_APP_PASSWORD", FAKE_APP_PASSWORD),
-        ("BITBUCKET_USERNAME", "jdoe"),
-    ];
-    let (bb, run) = check(&w, &env, &["--repo", "acme/app"]);
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    let report = run.json();
-    let problem = run.problem("app-password-removed");
-    assert!(
-        problem["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("2026-07-28")),
-        "{problem}"
-    );
-    assert!(
-        problem["hint"]
-            .as_str()
-            .is_some_and(|h| h.contains("read:repository:bitbucket")),
-        "{problem}"
-    );
-    assert_eq!(report["repositories"][0]["read"], "rejected");
-    assert_no_leak(&run, bb.dir.path(), FAKE_APP_PASSWORD, &["jdoe"], &[]);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_api_token_value_with_an_app_password_prefix_is_called_out() {
-    let w = world(|g| g).await;
-    let env = [("BITBUCKET_API_TOKEN", FAKE_APP_PASSWORD)];
-    let (_, run) = check(&w, &env, &["--repo", "acme/app"]);
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    let codes = run.problem_codes();
-    assert!(
-        codes.contains(&"looks-like-app-password".to_owned()),
-        "{codes:?}"
-    );
-    assert!(
-        codes.contains(&"app-password-removed".to_owned()),
-        "{codes:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn missing_scope_is_named_from_the_403_body() {
-    let w = world(|g| g.user(GIT_USER, FAKE_API_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "user",
-        None,
-        json(403, "error-403-insufficient-scopes.json"),
-    )
-    .await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        json(403, "error-403-insufficient-scopes.json"),
-    )
-    .await;
-    let (_, run) = check(&w, &api_token_env(), &["--repo", "acme/app"]);
-    assert_eq!(run.code(), 4, "{}", run.describe());
-    let problem = run.problem("missing-scope");
-    assert!(
-        problem["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("account") && m.contains("team")),
-        "{problem}"
-    );
-    // /user without read:user:bitbucket is only a warning: git does not need it.
-    assert!(
-        run.problem_codes()
-            .contains(&"identity-unavailable".to_owned())
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn git_403_names_the_read_scope() {
-    let w = world(|g| g.reject_with(403, "Forbidden")).await;
-    let (_, run) = check(
-        &w,
-        &[("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)],
-        &["--repo", "acme/app"],
-    );
-    assert_eq!(run.code(), 4, "{}", run.describe());
-    let report = run.json();
-    let problem = run.problem("missing-scope");
-    assert!(
-        problem["hint"]
-            .as_str()
-            .is_some_and(|h| h.contains("read:repository:bitbucket")),
-        "{problem}"
-    );
-    // Without BITBUCKET_EMAIL the API probe is skipped, and the report says so.
-    assert_eq!(report["repositories"][0]["api"], "skipped");
-    assert!(
-        run.problem_codes()
-            .contains(&"rest-email-missing".to_owned())
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn private_repository_not_visible_is_not_found_with_a_hint() {
-    let w = world(|g| g.user(GIT_USER, FAKE_API_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "user",
-        None,
-        authenticated(bb::fixture("user.json"), "api_token"),
-    )
-    .await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/secret",
-        None,
-        json(404, "error-404-repo-not-accessible.json"),
-    )
-    .await;
-    let (_, run) = check(&w, &api_token_env(), &["--repo", "acme/secret"]);
-    assert_eq!(run.code(), 4, "{}", run.describe());
-    let report = run.json();
-    assert_eq!(report["repositories"][0]["api"], "not_found");
-    assert_eq!(report["repositories"][0]["read"], "not_found");
-    let codes = run.problem_codes();
-    let not_found = codes
-        .iter()
-        .filter(|c| *c == "repository-not-found")
-        .count();
-    assert_eq!(
-        not_found, 1,
-        "the API and git agree, so it is reported once: {codes:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn write_needed_but_only_read_granted() {
     let w = world(|g| g.read_only_user(GIT_USER, FAKE_API_TOKEN)).await;
     bb::on_get(
@@ -382,58 +229,6 @@ async fn write_needed_but_only_read_granted() {
     );
     assert_eq!(run.code(), 0, "{}", run.describe());
     assert_eq!(run.json()["repositories"][0]["write"], "ok");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn public_repository_answered_anonymously_is_not_proof() {
-    let w = world(|g| g.user(GIT_USER, FAKE_API_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "user",
-        None,
-        authenticated(bb::fixture("user.json"), "api_token"),
-    )
-    .await;
-    // No x-credential-type: Bitbucket treated the request as anonymous.
-    bb::on_get(
-        &w.api,
-        "repositories/acme/public",
-        None,
-        json(200, "repository.json"),
-    )
-    .await;
-    let (_, run) = check(&w, &api_token_env(), &["--repo", "acme/public"]);
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    assert!(
-        run.problem_codes()
-            .contains(&"authentication-not-proven".to_owned()),
-        "{}",
-        run.describe()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn expired_token_is_named() {
-    let w = world(|g| g).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        json(401, "error-401-access-token-expired.json"),
-    )
-    .await;
-    let (_, run) = check(
-        &w,
-        &[("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)],
-        &["--repo", "acme/app"],
-    );
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    let codes = run.problem_codes();
-    assert!(codes.contains(&"token-expired".to_owned()), "{codes:?}");
-    assert!(
-        codes.contains(&"git-credential-rejected".to_owned()),
-        "{codes:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -756,24 +551,6 @@ async fn email_given_as_git_username_is_fixed_and_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn git_rejecting_a_wrong_username_says_which_username_git_needs() {
-    let w = world(|g| g.user("jdoe", FAKE_API_TOKEN)).await;
-    let env = [
-        ("BITBUCKET_API_TOKEN", FAKE_API_TOKEN),
-        ("BITBUCKET_USERNAME", "jdoe-typo"),
-    ];
-    let (_, run) = check(&w, &env, &["--repo", "acme/app"]);
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    let problem = run.problem("git-credential-rejected");
-    assert!(
-        problem["hint"]
-            .as_str()
-            .is_some_and(|h| h.contains("jdoe-typo") && h.contains(GIT_USER)),
-        "{problem}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_config_routes_each_repository_to_its_credential() {
     let w = world(|g| {
         g.user("x-token-auth", FAKE_ACCESS_TOKEN)
@@ -951,33 +728,246 @@ async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
     );
 }
 
+/// What the mock API answers for one path.
+enum Reply {
+    /// An error (or unauthenticated) body from shared/fixtures, as is.
+    Fixture(u16, &'static str),
+    /// `user.json`, a private or the public repository, with `x-credential-type`.
+    Authenticated(&'static str, &'static str),
+}
+
+/// One diagnosis: what Bitbucket answers, and what the user must be told.
+struct Case {
+    name: &'static str,
+    git: fn(GitServerBuilder) -> GitServerBuilder,
+    api: &'static [(&'static str, Reply)],
+    env: &'static [(&'static str, &'static str)],
+    repo: &'static str,
+    exit: i32,
+    /// (problem code, field, text it must contain)
+    expect: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const API_TOKEN_ENV: &[(&str, &str)] = &[
+    ("BITBUCKET_API_TOKEN", FAKE_API_TOKEN),
+    ("BITBUCKET_EMAIL", EMAIL),
+];
+const ACCESS_TOKEN_ENV: &[(&str, &str)] = &[("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)];
+const CHANGE_3222: &str = "remote: CHANGE-3222 - Functionality has been deprecated\nApp passwords are deprecated and must be replaced with API tokens";
+
+const DIAGNOSES: &[Case] = &[
+    Case {
+        name: "app password: API 401, git 401 with CHANGE-3222",
+        git: |g| g.reject_with(401, CHANGE_3222),
+        api: &[
+            ("user", Reply::Fixture(401, "error-401-token-invalid.json")),
+            (
+                "repositories/acme/app",
+                Reply::Fixture(401, "error-401-token-invalid.json"),
+            ),
+        ],
+        env: &[
+            ("BITBUCKET_APP_PASSWORD", FAKE_APP_PASSWORD),
+            ("BITBUCKET_USERNAME", "jdoe"),
+        ],
+        repo: "acme/app",
+        exit: 3,
+        expect: &[
+            ("app-password-removed", "message", "2026-07-28"),
+            ("app-password-removed", "hint", "read:repository:bitbucket"),
+            ("app-password-deprecated", "hint", "API token"),
+        ],
+    },
+    Case {
+        name: "an app password (ATBB…) put in BITBUCKET_API_TOKEN",
+        git: |g| g,
+        api: &[],
+        env: &[("BITBUCKET_API_TOKEN", FAKE_APP_PASSWORD)],
+        repo: "acme/app",
+        exit: 3,
+        expect: &[
+            (
+                "looks-like-app-password",
+                "message",
+                "looks like an app password",
+            ),
+            ("app-password-removed", "hint", "API token"),
+        ],
+    },
+    Case {
+        name: "git answers 410 with CHANGE-3222; the API's 410 (CHANGE-2770) is quoted",
+        git: |g| g.reject_with(410, "CHANGE-3222 - Functionality has been deprecated"),
+        api: &[(
+            "repositories/acme/app",
+            Reply::Fixture(410, "error-410-change-2770.json"),
+        )],
+        env: ACCESS_TOKEN_ENV,
+        repo: "acme/app",
+        exit: 3,
+        expect: &[
+            ("app-password-removed", "message", "HTTP 410"),
+            ("unexpected-response", "message", "CHANGE-2770"),
+        ],
+    },
+    Case {
+        name: "missing scope named from the 403 body; /user without it is only a warning",
+        git: |g| g.user(GIT_USER, FAKE_API_TOKEN),
+        api: &[
+            (
+                "user",
+                Reply::Fixture(403, "error-403-insufficient-scopes.json"),
+            ),
+            (
+                "repositories/acme/app",
+                Reply::Fixture(403, "error-403-insufficient-scopes.json"),
+            ),
+        ],
+        env: API_TOKEN_ENV,
+        repo: "acme/app",
+        exit: 4,
+        expect: &[
+            ("missing-scope", "message", "lacks the scope account"),
+            ("missing-scope", "message", "(it has team)"),
+            ("missing-scope", "hint", "create a new one with account"),
+            ("identity-unavailable", "hint", "read:user:bitbucket"),
+        ],
+    },
+    Case {
+        name: "git 403 names the read scope; no email means no API probe",
+        git: |g| g.reject_with(403, "Forbidden"),
+        api: &[],
+        env: &[("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)],
+        repo: "acme/app",
+        exit: 4,
+        expect: &[
+            ("missing-scope", "hint", "read:repository:bitbucket"),
+            (
+                "rest-email-missing",
+                "message",
+                "BITBUCKET_EMAIL is not set",
+            ),
+        ],
+    },
+    Case {
+        name: "a private repository the credential cannot see (404), reported once",
+        git: |g| g.user(GIT_USER, FAKE_API_TOKEN),
+        api: &[
+            ("user", Reply::Authenticated("user", "api_token")),
+            (
+                "repositories/acme/secret",
+                Reply::Fixture(404, "error-404-repo-not-accessible.json"),
+            ),
+        ],
+        env: API_TOKEN_ENV,
+        repo: "acme/secret",
+        exit: 4,
+        expect: &[
+            (
+                "repository-not-found",
+                "message",
+                "answers 404, not 403, for private repositories",
+            ),
+            (
+                "repository-not-found",
+                "hint",
+                "workspace id (not your username)",
+            ),
+        ],
+    },
+    Case {
+        name: "a public repository answered anonymously is not proof",
+        git: |g| g.user(GIT_USER, FAKE_API_TOKEN),
+        api: &[
+            ("user", Reply::Authenticated("user", "api_token")),
+            (
+                "repositories/acme/public",
+                Reply::Fixture(200, "repository.json"),
+            ),
+        ],
+        env: API_TOKEN_ENV,
+        repo: "acme/public",
+        exit: 3,
+        expect: &[(
+            "authentication-not-proven",
+            "message",
+            "no x-credential-type header",
+        )],
+    },
+    Case {
+        name: "an expired token",
+        git: |g| g,
+        api: &[(
+            "repositories/acme/app",
+            Reply::Fixture(401, "error-401-access-token-expired.json"),
+        )],
+        env: ACCESS_TOKEN_ENV,
+        repo: "acme/app",
+        exit: 3,
+        expect: &[
+            ("token-expired", "message", "expired"),
+            ("git-credential-rejected", "hint", "Access tokens"),
+        ],
+    },
+    Case {
+        name: "git rejects the username: the hint says which usernames git accepts",
+        git: |g| g.user("jdoe", FAKE_API_TOKEN),
+        api: &[],
+        env: &[
+            ("BITBUCKET_API_TOKEN", FAKE_API_TOKEN),
+            ("BITBUCKET_USERNAME", "jdoe-typo"),
+        ],
+        repo: "acme/app",
+        exit: 3,
+        expect: &[
+            (
+                "git-credential-rejected",
+                "message",
+                "git (clone/fetch) rejected",
+            ),
+            ("git-credential-rejected", "hint", "jdoe-typo"),
+            ("git-credential-rejected", "hint", GIT_USER),
+        ],
+    },
+];
+
 #[tokio::test(flavor = "multi_thread")]
-async fn gone_410_answers_are_explained() {
-    // git answering 410 with CHANGE-3222 means the value is an app password,
-    // whatever variable it was put in.
-    let w = world(|g| g.reject_with(410, "CHANGE-3222 - Functionality has been deprecated")).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        json(410, "error-410-change-2770.json"),
-    )
-    .await;
-    let (_, run) = check(
-        &w,
-        &[("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)],
-        &["--repo", "acme/app"],
-    );
-    assert_eq!(run.code(), 3, "{}", run.describe());
-    let codes = run.problem_codes();
-    assert!(
-        codes.contains(&"app-password-removed".to_owned()),
-        "{codes:?}"
-    );
-    // The API's 410 for a removed endpoint (CHANGE-2770) is quoted, not guessed at.
-    assert!(
-        codes.contains(&"unexpected-response".to_owned()),
-        "{codes:?}"
-    );
-    assert!(run.stdout.contains("CHANGE-2770"), "{}", run.stdout);
+async fn each_failure_is_diagnosed_with_its_code_message_and_hint() {
+    for case in DIAGNOSES {
+        let w = world(case.git).await;
+        for (suffix, reply) in case.api {
+            let template = match reply {
+                Reply::Fixture(status, name) => json(*status, name),
+                Reply::Authenticated(body, credential_type) => {
+                    let body = match *body {
+                        "user" => bb::fixture("user.json"),
+                        _ => bb::private_repository(),
+                    };
+                    authenticated(body, credential_type)
+                }
+            };
+            bb::on_get(&w.api, suffix, None, template).await;
+        }
+        let (_, run) = check(&w, case.env, &["--repo", case.repo]);
+        assert_eq!(run.code(), case.exit, "{}\n{}", case.name, run.describe());
+        assert_eq!(run.json()["exit_code"], case.exit, "{}", case.name);
+        for (code, field, text) in case.expect {
+            let problem = run.problem(code);
+            let value = problem[*field].as_str().unwrap_or_default();
+            assert!(
+                value.contains(text),
+                "{}: {code}.{field} lacks {text:?}: {problem:#}",
+                case.name
+            );
+        }
+        let codes = run.problem_codes();
+        let mut unique = codes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            codes.len(),
+            "{}: a problem reported twice: {codes:?}",
+            case.name
+        );
+    }
 }
