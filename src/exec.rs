@@ -33,16 +33,19 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
     for host in args.hosts.iter().chain(set.defaults.hosts.iter()) {
         allow.add(host)?;
     }
+    let exe = current_exe()?;
     let git_config = git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
-        &helper_command(&current_exe()?),
+        &helper_command(&exe),
     )?;
     let secret_variables = set.secret_variables();
 
     let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
+    let mut known_tokens = Vec::new();
     if !args.no_preflight {
-        let report = preflight.run(&set, &repos).await;
+        let (report, tokens) = preflight.run_keeping_tokens(&set, &repos).await;
+        known_tokens = tokens;
         print_problems(&report);
         if !report.ok {
             eprintln!(
@@ -53,7 +56,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
             return Ok(report.exit());
         }
     }
-    let bearers = match preflight.bearer_tokens(&set).await {
+    let bearers = match preflight.bearer_tokens(&set, known_tokens).await {
         Ok(tokens) => tokens,
         Err(report) => {
             print_problems(&report);
@@ -62,7 +65,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
     };
 
     let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
-    std::os::unix::fs::symlink(current_exe()?, dir.askpass()).map_err(Error::RuntimeDir)?;
+    std::os::unix::fs::symlink(&exe, dir.askpass()).map_err(Error::RuntimeDir)?;
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
     let child_capability = OsString::from(capability.expose());
     let broker = Broker::start(

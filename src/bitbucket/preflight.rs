@@ -102,6 +102,18 @@ impl Preflight {
 
     /// Checks `repos` (or, with none, what can be checked of each credential).
     pub async fn run(&self, set: &CredentialSet, repos: &[RepoRef]) -> Report {
+        self.run_keeping_tokens(set, repos).await.0
+    }
+
+    /// [`Preflight::run`], also returning the bearer token each OAuth consumer
+    /// it probed was exchanged for (by credential index), so `exec` need not
+    /// ask the token endpoint again.
+    pub async fn run_keeping_tokens(
+        &self,
+        set: &CredentialSet,
+        repos: &[RepoRef],
+    ) -> (Report, Vec<Option<Secret>>) {
+        let mut tokens: Vec<Option<Secret>> = (0..set.len()).map(|_| None).collect();
         let mut report = Report::new(self.need);
         let routes: Vec<(&RepoRef, Option<usize>)> =
             repos.iter().map(|r| (r, set.route(r))).collect();
@@ -189,23 +201,30 @@ impl Preflight {
                     .for_credential(&credential.name),
                 );
             }
+            tokens[index] = probing.bearer.take();
             report.credentials.push(probing.summary);
         }
-        report
+        (report, tokens)
     }
 
     /// The bearer token of every OAuth consumer in `set` (`None` for other
-    /// kinds), for the broker; a report of what failed otherwise.
-    pub async fn bearer_tokens(&self, set: &CredentialSet) -> Result<Vec<Option<Secret>>, Report> {
+    /// kinds), for the broker: tokens in `known` are kept, the others fetched.
+    /// A report of what failed otherwise.
+    pub async fn bearer_tokens(
+        &self,
+        set: &CredentialSet,
+        known: Vec<Option<Secret>>,
+    ) -> Result<Vec<Option<Secret>>, Report> {
         let mut report = Report::new(self.need);
         let mut tokens = Vec::with_capacity(set.len());
+        let mut known = known.into_iter();
         for credential in set.credentials() {
             let mut probing = Probing {
                 credential,
-                bearer: None,
+                bearer: known.next().flatten(),
                 summary: summary(credential),
             };
-            if !self.exchange(&mut probing, &mut report).await {
+            if probing.bearer.is_none() && !self.exchange(&mut probing, &mut report).await {
                 return Err(report);
             }
             tokens.push(probing.bearer.take());

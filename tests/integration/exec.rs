@@ -858,15 +858,25 @@ async fn an_oauth_consumer_clones_with_the_token_it_was_exchanged_for() {
     wiremock::Mock::given(method("POST"))
         .and(path("/site/oauth2/access_token"))
         .respond_with(json(200, "oauth-client-credentials-token.json"))
+        // The preflight's token is handed to the broker: one exchange per run.
+        .expect(1)
         .mount(&api)
         .await;
+    let bearer = format!("Bearer {EXCHANGED}");
+    let user = bb::authenticated(bb::fixture("user.json"), "oauth2");
+    bb::on_get(&api, "user", Some(&bearer), user).await;
+    let repo = bb::authenticated(bb::private_repository(), "oauth2");
+    bb::on_get(&api, "repositories/acme/app", Some(&bearer), repo).await;
     let bb = Bb::new()
         .env("BITBUCKET_OAUTH_CLIENT_ID", "consumer-key")
         .env("BITBUCKET_OAUTH_CLIENT_SECRET", "FAKE-oauth-secret-0000");
     let mut command = bb.command();
     command.args([
         "exec",
-        "--no-preflight",
+        "--repo",
+        "acme/app",
+        "--api-url",
+        &bb::api_url(&api),
         "--git-url",
         &server.url(),
         "--token-url",
@@ -895,6 +905,7 @@ async fn an_oauth_consumer_clones_with_the_token_it_was_exchanged_for() {
         &["consumer-key"],
         &[],
     );
+    api.verify().await;
 }
 
 #[test]
