@@ -69,8 +69,9 @@ pub enum Command {
     /// The variables that held the secret are removed from CMD's environment.
     /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded; the exit status is
     /// CMD's (128+n if signal n killed it; 127 if CMD does not exist). The
-    /// broker, its socket and directory end with CMD. CMD's output is passed
-    /// through unchanged.
+    /// broker, its socket and directory end with CMD. CMD's stdout and stderr
+    /// are masked: every form of every secret of the run (raw, percent-encoded,
+    /// JSON-escaped, base64, base64 of user:secret) becomes ****.
     #[command(after_help = EXEC_EXAMPLES, args_override_self = true)]
     Exec(ExecArgs),
 
@@ -112,6 +113,12 @@ pub struct ExecArgs {
     /// Leave the variables that held the secret in CMD's environment.
     #[arg(long)]
     pub keep_env: bool,
+
+    /// Pass CMD's output through untouched instead of masking secrets in it
+    /// (CMD then writes to bbinject's stdout and stderr directly, so it sees a
+    /// terminal if there is one).
+    #[arg(long)]
+    pub no_redact: bool,
 
     #[command(flatten)]
     pub probe: ProbeArgs,

@@ -2,8 +2,6 @@
 //! `bbinject: error: …` then `hint: …`. Errors of every module arrive here
 //! typed; none of them carries a secret, so none can print one.
 
-use std::io::Write as _;
-
 use crate::bitbucket::{EndpointError, HttpError, codes};
 use crate::credential::{RepoRefError, ResolveError};
 
@@ -96,11 +94,11 @@ impl Error {
     }
 }
 
-/// Prints `error` the one way errors are printed: a line, then a hint.
+/// Prints `error` the one way errors are printed: a line, then a hint, both
+/// through the redactor.
 pub fn print(error: &Error) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "bbinject: error: {error}");
-    let _ = writeln!(stderr, "hint: {}", error.hint());
+    crate::redact::eprint_line(&format!("bbinject: error: {error}"));
+    crate::redact::eprint_line(&format!("hint: {}", error.hint()));
 }
 
 #[cfg(test)]

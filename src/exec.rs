@@ -6,11 +6,14 @@
 //! a capability that dies with this process, `GIT_ASKPASS` pointing at this
 //! binary, and git config entries appended through `GIT_CONFIG_COUNT`. The
 //! variables that held secrets are removed from it (unless `--keep-env`).
-//! The child's output is passed through unchanged: nothing is redacted yet.
+//! The child's stdout and stderr are pipes read by two threads, each through
+//! its own [`Redactor`] (unless `--no-redact`), so every printable form of
+//! every secret of the run is masked before it reaches the build log.
 
 use std::ffi::OsString;
-use std::io::Write as _;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitOptions};
@@ -22,8 +25,14 @@ use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vaul
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability};
 use crate::check;
 use crate::cli::{Cli, ExecArgs};
-use crate::credential::Environment;
+use crate::credential::{CredentialSet, Environment};
 use crate::error::{Error, ExitCode};
+use crate::redact::{self, Patterns, Redactor, eprint_line};
+use crate::secret::Secret;
+
+/// How long the output pumps may go on after the child exits (a background
+/// process it left behind may keep the pipes open).
+const PUMP_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     let set = check::resolve(cli, env)?;
@@ -40,6 +49,9 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
         &helper_command(&exe),
     )?;
     let secret_variables = set.secret_variables();
+    let proxies = proxy_secrets(env);
+    // Our own messages are redacted from here on, with what is known so far.
+    redact::set_global(redaction(&set, &[], &proxies).0);
 
     let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
     let mut known_tokens = Vec::new();
@@ -48,11 +60,11 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
         known_tokens = tokens;
         print_problems(&report);
         if !report.ok {
-            eprintln!(
+            eprint_line(&format!(
                 "bbinject: error: preflight failed (exit {}); not starting {}",
                 report.exit_code,
                 args.command[0].to_string_lossy()
-            );
+            ));
             return Ok(report.exit());
         }
     }
@@ -63,6 +75,16 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
             return Ok(report.exit());
         }
     };
+
+    let (patterns, too_short) = redaction(&set, &bearers, &proxies);
+    redact::set_global(patterns.clone());
+    for source in too_short {
+        eprint_line(&format!(
+            "bbinject: warning: the secret from {source} is shorter than {} bytes and is not masked in output",
+            redact::MIN_SECRET_LEN
+        ));
+    }
+    let patterns = patterns.filter(|_| !args.no_redact);
 
     let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
     std::os::unix::fs::symlink(&exe, dir.askpass()).map_err(Error::RuntimeDir)?;
@@ -98,10 +120,15 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
         .env(ENV_CAPABILITY, &child_capability)
         .envs(git_config);
     drop(child_capability);
+    if patterns.is_some() {
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
 
     // Listen for SIGCHLD before the child exists, so its exit cannot be missed.
     let signals = Signals::new().map_err(Error::RuntimeDir)?;
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let name = args.command[0].to_string_lossy();
@@ -112,12 +139,16 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
                 }
                 _ => (ExitCode::CannotExecute, "cannot be started"),
             };
-            eprintln!("bbinject: error: cannot run `{name}`: {what}");
-            eprintln!("hint: check the command after `--` and the PATH of the build agent");
+            eprint_line(&format!("bbinject: error: cannot run `{name}`: {what}"));
+            eprint_line("hint: check the command after `--` and the PATH of the build agent");
             return Ok(code);
         }
     };
+    let pumps = patterns
+        .map(|p| start_pumps(&mut child, p))
+        .unwrap_or_default();
     let status = supervise(child, signals).await.map_err(Error::RuntimeDir)?;
+    finish_pumps(pumps).await;
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
     drop(broker);
     drop(dir);
@@ -176,11 +207,146 @@ pub fn git_config_entries(
     Ok(vars)
 }
 
+/// The redaction patterns for every secret of the run: each credential's
+/// secret, the bearer tokens OAuth consumers were exchanged for, and proxy
+/// passwords. Also the sources of secrets too short to mask.
+fn redaction(
+    set: &CredentialSet,
+    bearers: &[Option<Secret>],
+    proxies: &[(Secret, String, String)],
+) -> (Option<Arc<Patterns>>, Vec<String>) {
+    let mut secrets: Vec<(&Secret, Vec<&str>, String)> = Vec::new();
+    for credential in set.credentials() {
+        secrets.push((
+            credential.secret(),
+            credential.usernames(),
+            credential.source.clone(),
+        ));
+    }
+    for (bearer, credential) in bearers.iter().zip(set.credentials()) {
+        if let Some(bearer) = bearer {
+            let source = format!("the OAuth token of {}", credential.source);
+            secrets.push((bearer, credential.usernames(), source));
+        }
+    }
+    for (password, user, source) in proxies {
+        secrets.push((password, vec![user.as_str()], source.clone()));
+    }
+    let (patterns, too_short) = Patterns::for_secrets(secrets);
+    (patterns.map(Arc::new), too_short)
+}
+
+/// Passwords in the userinfo of `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either
+/// case): they reach the child through its environment and must not reach the log.
+fn proxy_secrets(env: &dyn Environment) -> Vec<(Secret, String, String)> {
+    let names = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ];
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = env.var_os(name)?.into_string().ok()?;
+            let url = url::Url::parse(&value).ok()?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            };
+            let password = decode(url.password()?)?;
+            let user = decode(url.username()).unwrap_or_default();
+            Some((
+                Secret::new(password),
+                user,
+                format!("the password in {name}"),
+            ))
+        })
+        .collect()
+}
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Starts one thread per child stream, each copying through its own redactor.
+fn start_pumps(
+    child: &mut std::process::Child,
+    patterns: Arc<Patterns>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let patterns = patterns.clone();
+        pumps.push(tokio::task::spawn_blocking(move || {
+            pump(out, &patterns, Stream::Stdout)
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::task::spawn_blocking(move || {
+            pump(err, &patterns, Stream::Stderr)
+        }));
+    }
+    pumps
+}
+
+/// Copies `from` to our stdout or stderr through a redactor until EOF, or
+/// until our side is closed (then the child sees a broken pipe, as it would
+/// without us).
+fn pump(mut from: impl Read, patterns: &Patterns, to: Stream) {
+    let mut redactor = Redactor::new(patterns);
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    loop {
+        let chunk = match from.read(&mut buf[..]) {
+            Ok(0) => None,
+            Ok(n) => Some(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => None,
+        };
+        // Lock per chunk, not for the whole run: our own log lines share stderr.
+        let delivered = match to {
+            Stream::Stdout => deliver(&mut redactor, chunk, &mut std::io::stdout().lock()),
+            Stream::Stderr => deliver(&mut redactor, chunk, &mut std::io::stderr().lock()),
+        };
+        if chunk.is_none() || delivered.is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds `chunk` (or, at the end, finishes) into `out`.
+fn deliver(
+    redactor: &mut Redactor<'_>,
+    chunk: Option<&[u8]>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    match chunk {
+        Some(bytes) => redactor.feed(bytes, out),
+        None => redactor.finish(out),
+    }
+}
+
+/// Waits for the pumps to drain, but not forever: bytes still held back then
+/// (a possible secret prefix) are dropped, never printed.
+async fn finish_pumps(pumps: Vec<tokio::task::JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + PUMP_GRACE;
+    for pump in pumps {
+        if tokio::time::timeout_at(deadline, pump).await.is_err() {
+            tracing::warn!("the child's output is still open after it exited; not waiting longer");
+            return;
+        }
+    }
+}
+
 fn print_problems(report: &Report) {
     if report.problems.is_empty() {
         return;
     }
-    let mut err = std::io::stderr().lock();
+    let mut err = Vec::new();
     for problem in &report.problems {
         let level = match problem.severity {
             crate::bitbucket::Severity::Error => "error",
@@ -198,6 +364,9 @@ fn print_problems(report: &Report) {
         );
         let _ = writeln!(err, "  hint: {}", problem.hint);
     }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(&redact::redact_own(&err));
 }
 
 /// The signals we forward, and SIGCHLD for reaping.

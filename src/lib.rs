@@ -22,6 +22,7 @@ pub mod credential;
 pub mod error;
 pub mod exec;
 pub mod logging;
+pub mod redact;
 pub mod secret;
 
 use cli::{Cli, Command};

@@ -3,7 +3,8 @@
 //!
 //! Only bbinject's own events are collected (the `log` bridge is not enabled),
 //! so a dependency's trace output, which may include raw protocol bytes, can
-//! never print a header at `RUST_LOG=trace`.
+//! never print a header at `RUST_LOG=trace`; and every line is written through
+//! the redactor with the secrets of the run.
 
 use std::io::IsTerminal as _;
 
@@ -20,7 +21,8 @@ pub fn init(verbosity: u8) {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every event is redacted with the secrets known at the time.
+        .with_writer(crate::redact::RedactingStderr)
         .with_ansi(colour)
         .with_target(false)
         .try_init();

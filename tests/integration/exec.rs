@@ -205,10 +205,18 @@ fn the_childs_environment_and_command_line_hold_no_secret() {
     );
     s.assert_clean(&cmdline);
 
-    // --keep-env leaves it (for tools that read it themselves).
+    // --keep-env leaves the variable (for tools that read it themselves); its
+    // value is still masked in the output.
     let kept = s.exec(&["--keep-env"], &["env"]);
     assert!(
+        kept.stdout.contains("BITBUCKET_ACCESS_TOKEN=****"),
+        "{}",
         kept.stdout
+    );
+    let unmasked = s.exec(&["--keep-env", "--no-redact"], &["env"]);
+    assert!(
+        unmasked
+            .stdout
             .contains(&format!("BITBUCKET_ACCESS_TOKEN={FAKE_ACCESS_TOKEN}"))
     );
 }
@@ -251,7 +259,8 @@ fn the_askpass_shim_alone_and_the_helper_alone_each_work() {
             s.server.port(),
             s.git()
         );
-        let helper = s.exec(&[], &["sh", "-c", &script]);
+        // --no-redact: this test must see the password git got.
+        let helper = s.exec(&["--no-redact"], &["sh", "-c", &script]);
         assert_eq!(helper.code(), 0, "{}", helper.describe());
         // This is the one place the secret is meant to appear: git's own fill output.
         assert!(

@@ -1,0 +1,590 @@
+//! Streaming redaction of secrets in a child's output (DESIGN.md §5).
+//!
+//! [`Patterns`] holds every printable form of every secret in play (raw,
+//! percent-encoded, JSON-escaped, base64 of the secret and of `user:secret` at
+//! each of the three byte alignments inside longer base64) in a
+//! leftmost-longest aho-corasick automaton. A [`Redactor`] feeds a byte stream
+//! through it and replaces every run of bytes covered by any occurrence of any
+//! pattern with one `****`: of two overlapping secrets nothing of either
+//! survives. (Restarting each search one byte after the last match's start
+//! finds the longest match at every start position; their union covers every
+//! occurrence.) It is binary-safe, correct
+//! however the stream is split, and holds back only the bytes at the end of
+//! what it has seen that could still be the start of a pattern (so at most
+//! the longest pattern − 1 bytes). Those are released as soon as later bytes
+//! rule the pattern out, or at the end of the stream, never on a timer: a
+//! secret written slowly, in pieces, is still masked.
+//!
+//! aho-corasick's own stream replacer is not used: it supports only standard
+//! match semantics, leaks the tail of overlapping secrets, and holds output
+//! back. This module must never print, log or keep a pattern beyond its own
+//! (zeroized) buffers.
+
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use zeroize::Zeroizing;
+
+use crate::secret::Secret;
+
+/// What a secret is replaced with.
+pub const MASK: &[u8] = b"****";
+/// Secrets shorter than this are not masked: masking them would garble the log.
+pub const MIN_SECRET_LEN: usize = 6;
+/// Derived base64 fragments shorter than this are not masked (too likely by chance).
+const MIN_FRAGMENT_LEN: usize = 8;
+
+/// The set of byte strings to mask.
+pub struct Patterns {
+    automaton: AhoCorasick,
+    /// The patterns, sorted and deduplicated, to find possible pattern starts.
+    sorted: Vec<Zeroizing<Vec<u8>>>,
+    /// `first_bytes[b]`: some pattern starts with byte `b`.
+    first_bytes: [bool; 256],
+    max_len: usize,
+}
+
+impl std::fmt::Debug for Patterns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patterns")
+            .field("count", &self.sorted.len())
+            .field("max_len", &self.max_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Patterns {
+    /// `None` when there is nothing to mask.
+    pub fn new(patterns: Vec<Zeroizing<Vec<u8>>>) -> Option<Self> {
+        let mut sorted: Vec<Zeroizing<Vec<u8>>> =
+            patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        sorted.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+        sorted.dedup_by(|a, b| a.as_slice() == b.as_slice());
+        if sorted.is_empty() {
+            return None;
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(sorted.iter().map(|p| p.as_slice()))
+            .ok()?;
+        let mut first_bytes = [false; 256];
+        for p in &sorted {
+            first_bytes[usize::from(p[0])] = true;
+        }
+        let max_len = sorted.iter().map(|p| p.len()).max().unwrap_or(0);
+        Some(Self {
+            automaton,
+            sorted,
+            first_bytes,
+            max_len,
+        })
+    }
+
+    /// The patterns for `secrets`, each with the usernames it may be sent with.
+    /// Secrets shorter than [`MIN_SECRET_LEN`] are skipped; their sources are
+    /// returned so the caller can warn.
+    pub fn for_secrets<'a>(
+        secrets: impl IntoIterator<Item = (&'a Secret, Vec<&'a str>, String)>,
+    ) -> (Option<Self>, Vec<String>) {
+        let mut patterns = Vec::new();
+        let mut too_short = Vec::new();
+        for (secret, usernames, source) in secrets {
+            if secret.len() < MIN_SECRET_LEN {
+                too_short.push(source);
+                continue;
+            }
+            patterns.extend(forms(secret.expose().as_bytes(), &usernames));
+        }
+        (Self::new(patterns), too_short)
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// Masks every match in `input` at once (for our own messages).
+    pub fn redact_all(&self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len());
+        let mut redactor = Redactor::new(self);
+        // Writing to a Vec cannot fail.
+        let _ = redactor.feed(input, &mut out);
+        let _ = redactor.finish(&mut out);
+        out
+    }
+
+    /// Whether `tail` is a proper prefix of some pattern, i.e. more bytes could
+    /// still turn it into a match.
+    fn could_start(&self, tail: &[u8]) -> bool {
+        let i = self.sorted.partition_point(|p| p.as_slice() < tail);
+        self.sorted[i..]
+            .iter()
+            .take_while(|p| p.starts_with(tail))
+            .any(|p| p.len() > tail.len())
+    }
+
+    /// The first position `>= from` where the rest of `buf` could still become
+    /// a match, or `buf.len()` if none can.
+    fn hold_point(&self, buf: &[u8], from: usize) -> usize {
+        let window = buf
+            .len()
+            .saturating_sub(self.max_len.saturating_sub(1))
+            .max(from);
+        (window..buf.len())
+            .find(|&p| self.first_bytes[usize::from(buf[p])] && self.could_start(&buf[p..]))
+            .unwrap_or(buf.len())
+    }
+}
+
+/// Redacts one stream. Keep one per stream (stdout and stderr each get their own).
+pub struct Redactor<'p> {
+    patterns: &'p Patterns,
+    /// Bytes not yet written: they could still begin a pattern.
+    held: Zeroizing<Vec<u8>>,
+    /// Scratch space: `held` followed by the new chunk.
+    scratch: Zeroizing<Vec<u8>>,
+    /// How many bytes at the start of `held` a mask already written covers.
+    covered: usize,
+    /// The output so far ends with a mask that reaches the start of `held`,
+    /// so a match starting there continues it.
+    in_mask: bool,
+}
+
+impl<'p> Redactor<'p> {
+    pub fn new(patterns: &'p Patterns) -> Self {
+        Self {
+            patterns,
+            held: Zeroizing::new(Vec::new()),
+            scratch: Zeroizing::new(Vec::new()),
+            covered: 0,
+            in_mask: false,
+        }
+    }
+
+    /// How many bytes are held back now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Writes what can be decided of `held + chunk` to `out`, and flushes it.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.held);
+        self.scratch.extend_from_slice(chunk);
+        self.held.clear();
+        let hold = self.patterns.hold_point(&self.scratch, 0);
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.emit(&scratch, hold, out);
+        self.held.extend_from_slice(&scratch[hold..]);
+        self.scratch = scratch;
+        result?;
+        out.flush()
+    }
+
+    /// End of stream: releases whatever was held (masking complete matches).
+    pub fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let held = Zeroizing::new(std::mem::take(&mut *self.held));
+        self.emit(&held, held.len(), out)?;
+        self.covered = 0;
+        self.in_mask = false;
+        out.flush()
+    }
+
+    /// Writes `buf[..hold]`, masking every byte covered by a match that starts
+    /// before `hold` (and the bytes a previous mask already covers). A match
+    /// starting before `hold` is final: no pattern starting there can still grow,
+    /// or `hold` would be at or before it.
+    fn emit(&mut self, buf: &[u8], hold: usize, out: &mut impl Write) -> std::io::Result<()> {
+        let mut pos = 0;
+        let mut ends_in_mask = self.in_mask;
+        // The covered region being built: [start, end).
+        let mut region: Option<(usize, usize)> =
+            (self.covered > 0).then_some((0, self.covered.min(buf.len())));
+        let mut search_from = 0;
+        loop {
+            let next = self
+                .patterns
+                .automaton
+                .find(Input::new(buf).range(search_from..))
+                .filter(|m| m.start() < hold);
+            match (region, next) {
+                // Overlapping or touching: the region grows.
+                (Some((start, end)), Some(m)) if m.start() <= end => {
+                    region = Some((start, end.max(m.end())));
+                    search_from = m.start() + 1;
+                }
+                (Some((start, end)), _) => {
+                    if start > pos {
+                        out.write_all(&buf[pos..start])?;
+                        ends_in_mask = false;
+                    }
+                    if !(ends_in_mask && start == pos) {
+                        out.write_all(MASK)?;
+                    }
+                    ends_in_mask = true;
+                    pos = end;
+                    region = None;
+                    if next.is_none() {
+                        break;
+                    }
+                }
+                (None, Some(m)) => {
+                    region = Some((m.start(), m.end()));
+                    search_from = m.start() + 1;
+                }
+                (None, None) => break,
+            }
+        }
+        if pos < hold {
+            out.write_all(&buf[pos..hold])?;
+            ends_in_mask = false;
+        }
+        self.covered = pos.saturating_sub(hold);
+        self.in_mask = ends_in_mask && pos >= hold;
+        Ok(())
+    }
+}
+
+/// The printable forms of `secret` (see the module docs), for the usernames it
+/// may be paired with in a `user:secret` Basic header.
+pub fn forms(secret: &[u8], usernames: &[&str]) -> Vec<Zeroizing<Vec<u8>>> {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut out: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    let mut add = |form: Vec<u8>, min: usize| {
+        if form.len() >= min {
+            out.push(Zeroizing::new(form));
+        }
+    };
+    add(secret.to_vec(), 1);
+    let percent = percent_encoding::percent_encode(secret, UNRESERVED).to_string();
+    add(lowercase_escapes(&percent).into_bytes(), 1);
+    add(percent.into_bytes(), 1);
+    add(
+        url::form_urlencoded::byte_serialize(secret)
+            .collect::<String>()
+            .into_bytes(),
+        1,
+    );
+    if let Ok(text) = std::str::from_utf8(secret)
+        && let Ok(json) = serde_json::to_string(text)
+    {
+        let inner = json[1..json.len() - 1].to_owned();
+        add(inner.replace('/', "\\/").into_bytes(), 1);
+        add(inner.into_bytes(), 1);
+    }
+    add(STANDARD.encode(secret).into_bytes(), MIN_FRAGMENT_LEN);
+    add(
+        URL_SAFE_NO_PAD.encode(secret).into_bytes(),
+        MIN_FRAGMENT_LEN,
+    );
+    let mut plain: Vec<Zeroizing<Vec<u8>>> = vec![Zeroizing::new(secret.to_vec())];
+    for user in usernames {
+        let mut pair = Zeroizing::new(Vec::with_capacity(user.len() + 1 + secret.len()));
+        pair.extend_from_slice(user.as_bytes());
+        pair.push(b':');
+        pair.extend_from_slice(secret);
+        add(
+            STANDARD.encode(pair.as_slice()).into_bytes(),
+            MIN_FRAGMENT_LEN,
+        );
+        plain.push(pair);
+    }
+    // Inside longer base64 text, the data may start at any of three byte
+    // offsets; for each, the 4-character groups made only of its own bytes are
+    // always the same.
+    for data in &plain {
+        for skip in 0..3 {
+            if data.len() <= skip {
+                continue;
+            }
+            let whole = (data.len() - skip) / 3 * 3;
+            let core = STANDARD.encode(&data[skip..skip + whole]);
+            add(core.into_bytes(), MIN_FRAGMENT_LEN);
+        }
+    }
+    out
+}
+
+/// `%2F` → `%2f`, leaving everything else as it is.
+fn lowercase_escapes(percent: &str) -> String {
+    let mut out = String::with_capacity(percent.len());
+    let mut hex_left = 0;
+    for c in percent.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                hex_left = 2;
+            }
+        }
+    }
+    out
+}
+
+static GLOBAL: RwLock<Option<Arc<Patterns>>> = RwLock::new(None);
+
+/// Makes `patterns` the ones our own logs and error messages are redacted
+/// with (replacing earlier ones, as more secrets become known).
+pub fn set_global(patterns: Option<Arc<Patterns>>) {
+    if let Ok(mut global) = GLOBAL.write() {
+        *global = patterns;
+    }
+}
+
+/// Our own output, redacted with the global patterns (if any were set).
+pub fn redact_own(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let patterns = GLOBAL.read().ok().and_then(|g| g.clone());
+    match patterns {
+        Some(p) => std::borrow::Cow::Owned(p.redact_all(text)),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// Writes a line of our own to stderr, through the global redaction.
+pub fn eprint_line(line: &str) {
+    let mut text = line.as_bytes().to_vec();
+    text.push(b'\n');
+    let _ = std::io::stderr().lock().write_all(&redact_own(&text));
+}
+
+/// A `tracing` writer for stderr that redacts every event (each event is
+/// formatted into one buffer and written at once, so a secret cannot straddle
+/// two writes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RedactingStderr;
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write_all(&redact_own(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn patterns(list: &[&[u8]]) -> Patterns {
+        Patterns::new(list.iter().map(|p| Zeroizing::new(p.to_vec())).collect()).expect("patterns")
+    }
+
+    /// The oracle, built independently: every occurrence of every pattern
+    /// (aho-corasick's overlapping search), their union, one mask per run.
+    fn oracle(list: &[&[u8]], input: &[u8]) -> Vec<u8> {
+        let ac = AhoCorasick::new(list).expect("automaton");
+        let mut covered = vec![false; input.len()];
+        for m in ac.find_overlapping_iter(input) {
+            covered[m.start()..m.end()]
+                .iter_mut()
+                .for_each(|c| *c = true);
+        }
+        let mut out = Vec::new();
+        for (i, &byte) in input.iter().enumerate() {
+            if !covered[i] {
+                out.push(byte);
+            } else if i == 0 || !covered[i - 1] {
+                out.extend_from_slice(MASK);
+            }
+        }
+        out
+    }
+
+    fn stream(p: &Patterns, input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize) {
+        let mut r = Redactor::new(p);
+        let mut out = Vec::new();
+        let mut max_held = 0;
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            let end = cut.clamp(start, input.len());
+            r.feed(&input[start..end], &mut out).expect("feed");
+            max_held = max_held.max(r.held());
+            start = end;
+        }
+        r.finish(&mut out).expect("finish");
+        (out, max_held)
+    }
+
+    #[test]
+    fn redactor_masks_secret_split_across_reads() {
+        let p = patterns(&[b"FAKEsecret123"]);
+        let input = b"token=FAKEsecret123; again FAKEsecret123!";
+        for split in 0..input.len() {
+            let (out, _) = stream(&p, input, &[split]);
+            assert_eq!(out, b"token=****; again ****!", "split at {split}");
+        }
+        let every_byte: Vec<usize> = (0..input.len()).collect();
+        assert_eq!(stream(&p, input, &every_byte).0, b"token=****; again ****!");
+    }
+
+    #[test]
+    fn of_two_overlapping_secrets_nothing_of_either_survives() {
+        // Leftmost-longest: "abcdef" wins over "cdefgh" and "abc".
+        let list: &[&[u8]] = &[b"abcdef", b"cdefgh", b"abc"];
+        let p = patterns(list);
+        let input = b"xxabcdefghyy abcz cdefgh";
+        for cut in 0..input.len() {
+            let (out, _) = stream(&p, input, &[cut]);
+            assert_eq!(out, b"xx****yy ****z ****".to_vec(), "cut at {cut}");
+        }
+        assert_eq!(oracle(list, input), b"xx****yy ****z ****".to_vec());
+        // Adjacent secrets become one mask.
+        assert_eq!(p.redact_all(b"abcabc!"), b"****!".to_vec());
+    }
+
+    #[test]
+    fn ordinary_text_is_released_at_once_and_only_possible_prefixes_are_held() {
+        let p = patterns(&[b"FAKEsecret123"]);
+        let mut r = Redactor::new(&p);
+        let mut out = Vec::new();
+        r.feed(b"Password for 'https://bitbucket.org': ", &mut out)
+            .expect("feed");
+        assert_eq!(
+            out, b"Password for 'https://bitbucket.org': ",
+            "a prompt is not held"
+        );
+        r.feed(b"50% done\r", &mut out).expect("feed");
+        assert!(out.ends_with(b"50% done\r"), "a progress line is not held");
+        r.feed(b"here: FAKEsec", &mut out).expect("feed");
+        assert!(out.ends_with(b"here: "));
+        assert_eq!(r.held(), b"FAKEsec".len());
+        // The next byte rules the pattern out: everything is released.
+        r.feed(b"X", &mut out).expect("feed");
+        assert_eq!(r.held(), 0);
+        assert!(out.ends_with(b"here: FAKEsecX"));
+    }
+
+    #[test]
+    fn held_bytes_are_released_at_the_end_of_the_stream_not_before() {
+        let p = patterns(&[b"FAKEsecret123"]);
+        let mut r = Redactor::new(&p);
+        let mut out = Vec::new();
+        r.feed(b"FAKEsecret12", &mut out).expect("feed");
+        assert!(
+            out.is_empty(),
+            "a possible secret prefix is held however long it waits"
+        );
+        r.finish(&mut out).expect("finish");
+        assert_eq!(out, b"FAKEsecret12");
+    }
+
+    #[test]
+    fn binary_and_invalid_utf8_pass_through_untouched() {
+        let p = patterns(&[b"FAKEsecret123"]);
+        let input: Vec<u8> = (0..=255u8)
+            .chain(b"\xff\xfeFAKEsecret123\x00\x80".iter().copied())
+            .collect();
+        let (out, _) = stream(&p, &input, &[100, 257]);
+        let mut expected: Vec<u8> = (0..=255u8).collect();
+        expected.extend_from_slice(b"\xff\xfe****\x00\x80");
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn forms_cover_encodings_and_every_base64_alignment() {
+        let secret = b"FAKE/tok+en=42";
+        let all = forms(secret, &["x-token-auth"]);
+        let p = Patterns::new(all).expect("patterns");
+        let basic = STANDARD.encode(b"x-token-auth:FAKE/tok+en=42");
+        let cases: Vec<Vec<u8>> = vec![
+            secret.to_vec(),
+            b"FAKE%2Ftok%2Ben%3D42".to_vec(),
+            b"FAKE%2ftok%2ben%3d42".to_vec(),
+            b"FAKE\\/tok+en=42".to_vec(),
+            STANDARD.encode(secret).into_bytes(),
+            basic.into_bytes(),
+        ];
+        for case in &cases {
+            assert_eq!(
+                p.redact_all(case),
+                MASK,
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        // Embedded in longer base64 at every offset, the middle is masked.
+        for prefix in ["", "a", "ab", "abc"] {
+            let mut data = prefix.as_bytes().to_vec();
+            data.extend_from_slice(b"Authorization: Basic x-token-auth:FAKE/tok+en=42 trailing");
+            let encoded = STANDARD.encode(&data);
+            let out = p.redact_all(encoded.as_bytes());
+            // Everything of `user:secret` but at most two bytes at each edge is gone.
+            assert!(out.windows(4).any(|w| w == MASK), "offset {prefix:?}");
+            assert!(
+                out.len() + 24 <= encoded.len(),
+                "offset {prefix:?}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_not_masked_but_reported() {
+        let short = Secret::new("abc12".into());
+        let long = Secret::new("FAKEsecret123".into());
+        let (p, too_short) = Patterns::for_secrets([
+            (&short, vec![], "env:A".to_owned()),
+            (&long, vec!["u"], "env:B".to_owned()),
+        ]);
+        assert_eq!(too_short, ["env:A"]);
+        let out = p.expect("patterns").redact_all(b"abc12 FAKEsecret123");
+        assert_eq!(out, b"abc12 ****");
+    }
+
+    #[test]
+    fn our_own_messages_go_through_the_global_patterns() {
+        let p = patterns(&[b"FAKEglobal-only-in-this-test"]);
+        set_global(Some(Arc::new(p)));
+        let out = redact_own(b"error: FAKEglobal-only-in-this-test was rejected");
+        assert_eq!(out.as_ref(), b"error: **** was rejected");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Streaming equals in-memory replacement for random patterns (often
+        /// overlapping or prefixes of each other), inputs and chunkings, and
+        /// never holds back more than the longest pattern - 1 bytes.
+        #[test]
+        fn streaming_equals_in_memory(
+            list in prop::collection::vec(prop::collection::vec(prop::sample::select(b"abc".to_vec()), 1..7), 1..6),
+            input in prop::collection::vec(prop::sample::select(b"abcx\xff".to_vec()), 0..300),
+            mut cuts in prop::collection::vec(0usize..300, 0..12),
+        ) {
+            cuts.sort_unstable();
+            let refs: Vec<&[u8]> = list.iter().map(|p| p.as_slice()).collect();
+            let p = patterns(&refs);
+            let (out, max_held) = stream(&p, &input, &cuts);
+            prop_assert_eq!(&out, &oracle(&refs, &input));
+            prop_assert!(max_held < p.max_len().max(1));
+        }
+    }
+}
