@@ -33,6 +33,10 @@ use crate::secret::Secret;
 /// How long the output pumps may go on after the child exits (a background
 /// process it left behind may keep the pipes open).
 const PUMP_GRACE: Duration = Duration::from_secs(5);
+/// How much of the child's output one read takes.
+const READ_SIZE: usize = 256 * 1024;
+/// The pipe buffer asked for the child's stdout and stderr.
+const PIPE_SIZE: usize = 1024 * 1024;
 
 pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     let set = check::resolve(cli, env)?;
@@ -53,27 +57,37 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
     // Our own messages are redacted from here on, with what is known so far.
     redact::set_global(redaction(&set, &[], &proxies).0);
 
-    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
-    let mut known_tokens = Vec::new();
-    if !args.no_preflight {
-        let (report, tokens) = preflight.run_keeping_tokens(&set, &repos).await;
-        known_tokens = tokens;
-        print_problems(&report);
-        if !report.ok {
-            eprint_line(&format!(
-                "bbinject: error: preflight failed (exit {}); not starting {}",
-                report.exit_code,
-                args.command[0].to_string_lossy()
-            ));
-            return Ok(report.exit());
-        }
-    }
-    let bearers = match preflight.bearer_tokens(&set, known_tokens).await {
-        Ok(tokens) => tokens,
-        Err(report) => {
+    // The HTTP client (and the system CA bundle it loads) is only needed for a
+    // preflight or an OAuth token: `exec --no-preflight` with a token skips it.
+    let needs_http = !args.no_preflight
+        || set
+            .credentials()
+            .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
+    let bearers: Vec<Option<Secret>> = if needs_http {
+        let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
+        let mut known_tokens = Vec::new();
+        if !args.no_preflight {
+            let (report, tokens) = preflight.run_keeping_tokens(&set, &repos).await;
+            known_tokens = tokens;
             print_problems(&report);
-            return Ok(report.exit());
+            if !report.ok {
+                eprint_line(&format!(
+                    "bbinject: error: preflight failed (exit {}); not starting {}",
+                    report.exit_code,
+                    args.command[0].to_string_lossy()
+                ));
+                return Ok(report.exit());
+            }
         }
+        match preflight.bearer_tokens(&set, known_tokens).await {
+            Ok(tokens) => tokens,
+            Err(report) => {
+                print_problems(&report);
+                return Ok(report.exit());
+            }
+        }
+    } else {
+        set.credentials().map(|_| None).collect()
     };
 
     let (patterns, too_short) = redaction(&set, &bearers, &proxies);
@@ -278,18 +292,22 @@ enum Stream {
 fn start_pumps(
     child: &mut std::process::Child,
     patterns: Arc<Patterns>,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+    // Larger pipes mean fewer context switches between the child and us (best
+    // effort: the limit is /proc/sys/fs/pipe-max-size).
+    if let Some(out) = &child.stdout {
+        let _ = rustix::pipe::fcntl_setpipe_size(out, PIPE_SIZE);
+    }
+    if let Some(err) = &child.stderr {
+        let _ = rustix::pipe::fcntl_setpipe_size(err, PIPE_SIZE);
+    }
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         let patterns = patterns.clone();
-        pumps.push(tokio::task::spawn_blocking(move || {
-            pump(out, &patterns, Stream::Stdout)
-        }));
+        pumps.push(spawn_pump(out, patterns, Stream::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::task::spawn_blocking(move || {
-            pump(err, &patterns, Stream::Stderr)
-        }));
+        pumps.push(spawn_pump(err, patterns, Stream::Stderr));
     }
     pumps
 }
@@ -299,7 +317,11 @@ fn start_pumps(
 /// without us).
 fn pump(mut from: impl Read, patterns: &Patterns, to: Stream) {
     let mut redactor = Redactor::new(patterns);
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; READ_SIZE]);
+    let mut out = RawFd(match to {
+        Stream::Stdout => rustix::stdio::stdout(),
+        Stream::Stderr => rustix::stdio::stderr(),
+    });
     loop {
         let chunk = match from.read(&mut buf[..]) {
             Ok(0) => None,
@@ -307,14 +329,30 @@ fn pump(mut from: impl Read, patterns: &Patterns, to: Stream) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => None,
         };
-        // Lock per chunk, not for the whole run: our own log lines share stderr.
-        let delivered = match to {
-            Stream::Stdout => deliver(&mut redactor, chunk, &mut std::io::stdout().lock()),
-            Stream::Stderr => deliver(&mut redactor, chunk, &mut std::io::stderr().lock()),
-        };
+        let delivered = deliver(&mut redactor, chunk, &mut out);
         if chunk.is_none() || delivered.is_err() {
             return;
         }
+    }
+}
+
+/// Our stdout or stderr written directly: std's stdout is line-buffered,
+/// which would cost a scan and a copy of every chunk. Each `feed` ends with
+/// everything written, so nothing waits in a buffer.
+struct RawFd(rustix::fd::BorrowedFd<'static>);
+
+impl Write for RawFd {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match rustix::io::write(self.0, buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                result => return result.map_err(std::io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -330,9 +368,24 @@ fn deliver(
     }
 }
 
+/// A plain thread per stream (not tokio's blocking pool, whose idle threads
+/// would be joined at shutdown); it reports on the channel when it is done.
+fn spawn_pump(
+    from: impl Read + Send + 'static,
+    patterns: Arc<Patterns>,
+    to: Stream,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        pump(from, &patterns, to);
+        let _ = done.send(());
+    });
+    finished
+}
+
 /// Waits for the pumps to drain, but not forever: bytes still held back then
 /// (a possible secret prefix) are dropped, never printed.
-async fn finish_pumps(pumps: Vec<tokio::task::JoinHandle<()>>) {
+async fn finish_pumps(pumps: Vec<tokio::sync::oneshot::Receiver<()>>) {
     let deadline = tokio::time::Instant::now() + PUMP_GRACE;
     for pump in pumps {
         if tokio::time::timeout_at(deadline, pump).await.is_err() {

@@ -178,6 +178,13 @@ impl<'p> Redactor<'p> {
 
     /// Writes what can be decided of `held + chunk` to `out`, and flushes it.
     pub fn feed(&mut self, chunk: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+        if self.held.is_empty() {
+            // The common case: nothing held, so no copy.
+            let hold = self.patterns.hold_point(chunk, 0);
+            self.emit(chunk, hold, out)?;
+            self.held.extend_from_slice(&chunk[hold..]);
+            return out.flush();
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(&self.held);
         self.scratch.extend_from_slice(chunk);
