@@ -175,11 +175,12 @@ fn current_exe() -> Result<std::path::PathBuf, Error> {
         .map_err(Error::RuntimeDir)
 }
 
-/// `!'<path>' credential`: git runs helpers starting with `!` through the
-/// shell, so the absolute path is single-quoted.
+/// `!exec '<path>' credential`: git runs a helper through the shell (it
+/// appends the action), so the absolute path is single-quoted, and `exec`
+/// spares the shell a fork per credential request.
 pub fn helper_command(exe: &Path) -> String {
     let quoted = exe.to_string_lossy().replace('\'', r"'\''");
-    format!("!'{quoted}' credential")
+    format!("!exec '{quoted}' credential")
 }
 
 /// The `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` variables that register our helper
@@ -570,11 +571,11 @@ mod tests {
     fn helper_paths_are_quoted_for_the_shell() {
         assert_eq!(
             helper_command(Path::new("/opt/bb inject/bbinject")),
-            "!'/opt/bb inject/bbinject' credential"
+            "!exec '/opt/bb inject/bbinject' credential"
         );
         assert_eq!(
             helper_command(Path::new("/tmp/it's/bbinject")),
-            r"!'/tmp/it'\''s/bbinject' credential"
+            r"!exec '/tmp/it'\''s/bbinject' credential"
         );
     }
 }

@@ -19,6 +19,14 @@ fn main() -> std::process::ExitCode {
     {
         return bbinject::broker::client::askpass_main(args);
     }
+    // `bbinject credential get|store|erase`: git starts this once per
+    // credential request, so it skips clap and logging set-up too.
+    if let [_, command, action] = args.as_slice()
+        && command == "credential"
+        && let Some(action @ ("get" | "store" | "erase")) = action.to_str()
+    {
+        return bbinject::broker::client::helper_main(action);
+    }
 
     // reqwest is built without a default TLS provider; without this, building
     // the HTTP client panics.
