@@ -105,6 +105,11 @@ pub async fn run(cli: &Cli, args: &CheckArgs, env: &dyn Environment) -> ExitCode
             return e.exit_code();
         }
     };
+    // Our log lines and the report go through the redactor too: server text is
+    // already scrubbed, this is the second lock.
+    crate::redact::set_global(
+        crate::exec::redaction(&set, &[], &crate::exec::proxy_secrets(env)).0,
+    );
     let report = preflight.run(&set, &repos).await;
     match args.format {
         Format::Text => print_stdout(&report.render_text()),
@@ -116,7 +121,7 @@ pub async fn run(cli: &Cli, args: &CheckArgs, env: &dyn Environment) -> ExitCode
 /// A closed stdout (`bbinject check | head -1`) is not an error of ours.
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
+    let _ = out.write_all(&crate::redact::redact_own(text.as_bytes()));
     if !text.ends_with('\n') {
         let _ = out.write_all(b"\n");
     }

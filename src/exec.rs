@@ -225,7 +225,7 @@ pub fn git_config_entries(
 /// The redaction patterns for every secret of the run: each credential's
 /// secret, the bearer tokens OAuth consumers were exchanged for, and proxy
 /// passwords. Also the sources of secrets too short to mask.
-fn redaction(
+pub(crate) fn redaction(
     set: &CredentialSet,
     bearers: &[Option<Secret>],
     proxies: &[(Secret, String, String)],
@@ -253,7 +253,7 @@ fn redaction(
 
 /// Passwords in the userinfo of `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either
 /// case): they reach the child through its environment and must not reach the log.
-fn proxy_secrets(env: &dyn Environment) -> Vec<(Secret, String, String)> {
+pub(crate) fn proxy_secrets(env: &dyn Environment) -> Vec<(Secret, String, String)> {
     let names = [
         "HTTPS_PROXY",
         "https_proxy",
