@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --locked --bench perf` (all), or name sections:
 //! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight memory`.
-//! `BBINJECT_PERF_MIB` sets the size of the streamed log (default 1024).
+//! `BBINJECT_PERF_MIB` sets the size of the streamed log (default 1024);
+//! `BBINJECT_PERF_SAMPLES=1` prints every sample, not only the medians.
 
 #[path = "../tests/support/background.rs"]
 mod background;
@@ -188,6 +189,15 @@ fn compare(runs: usize, mut each: Vec<Box<dyn FnMut() -> Duration + '_>>) -> Vec
     for _ in 0..runs {
         for (i, f) in each.iter_mut().enumerate() {
             samples[i].push(f());
+        }
+    }
+    if std::env::var_os("BBINJECT_PERF_SAMPLES").is_some() {
+        for (i, s) in samples.iter().enumerate() {
+            let ms: Vec<String> = s
+                .iter()
+                .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+                .collect();
+            println!("  samples[{i}] (ms): {}", ms.join(" "));
         }
     }
     samples.into_iter().map(median).collect()
@@ -385,8 +395,10 @@ fn clone(work: &Path, server: &git_server::GitServer) {
             .display()
             .to_string()
     };
+    // The server side (http-backend, pack generation) scatters by tens of ms:
+    // more runs than elsewhere.
     let medians = compare(
-        RUNS,
+        15,
         vec![
             Box::new(|| {
                 let dst = fresh();
