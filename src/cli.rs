@@ -75,12 +75,90 @@ pub enum Command {
     #[command(after_help = EXEC_EXAMPLES, args_override_self = true)]
     Exec(ExecArgs),
 
+    /// Start a detached broker for steps `exec` cannot wrap, and print the
+    /// environment that lets git in later commands use it.
+    ///
+    /// Resolves and preflights like `exec`, then starts a broker in its own
+    /// process and session (the secret is handed to it over a pipe) and prints
+    /// GIT_ASKPASS, the broker's socket and capability, GIT_TERMINAL_PROMPT=0
+    /// and GIT_CONFIG_* entries appended after the caller's, for the shell or
+    /// CI named by --format. Nothing printed is a secret. The broker ends at
+    /// --ttl, after --max-uses passwords, or on `bbinject export --revoke`, and
+    /// removes its directory.
+    #[command(after_help = EXPORT_EXAMPLES, args_override_self = true)]
+    Export(ExportArgs),
+
     /// Git's credential-helper protocol, answered by the broker of a running
-    /// `bbinject exec` (git calls this; `store` and `erase` do nothing).
+    /// `bbinject exec` or `export` (git calls this; `store` and `erase` do nothing).
     Credential {
         #[arg(value_enum)]
         action: CredentialAction,
     },
+
+    /// The detached broker `export` starts (reads its hand-off from stdin).
+    #[command(hide = true)]
+    Broker,
+}
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  eval \"$(bbinject export --ttl 10m)\"          # sh, bash, zsh
+  bbinject export --format fish | source
+  bbinject export --format teamcity              # ##teamcity[setParameter …] service messages
+  bbinject export --format github >> \"$GITHUB_ENV\"
+  bbinject export --revoke                       # end the broker early";
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Repository to preflight, as WORKSPACE/SLUG (repeatable). Defaults to
+    /// $BITBUCKET_REPO_FULL_NAME inside Bitbucket Pipelines.
+    #[arg(long = "repo", value_name = "WORKSPACE/SLUG")]
+    pub repos: Vec<RepoRef>,
+
+    /// Skip the preflight.
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// How long the broker lives, e.g. 10m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// End the broker after it handed out the password N times.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uses: Option<u32>,
+
+    /// Another git host the credential may be sent to (as for `exec`).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// The syntax of the assignments.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Sh)]
+    pub format: ExportFormat,
+
+    /// End the broker the exported variables point at, now.
+    #[arg(long, conflicts_with_all = ["repos", "no_preflight", "max_uses", "hosts"])]
+    pub revoke: bool,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `export NAME='value'` (POSIX sh; also bash and zsh)
+    Sh,
+    Bash,
+    Zsh,
+    /// `set -gx NAME 'value'`
+    Fish,
+    /// `$env:NAME = 'value'`
+    Powershell,
+    /// `##teamcity[setParameter name='env.NAME' value='…']`
+    Teamcity,
+    /// lines for `$GITHUB_ENV`
+    Github,
+    /// `NAME="value"`
+    Dotenv,
 }
 
 const EXEC_EXAMPLES: &str = "\

@@ -106,10 +106,11 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
     let child_capability = OsString::from(capability.expose());
     let broker = Broker::start(
         &dir,
-        Vault { set, bearers },
+        Vault::from_set(set, bearers),
         BrokerSettings {
             allow,
             max_uses: args.max_uses,
+            stop_when_used_up: false,
         },
         capability,
     )
@@ -396,7 +397,7 @@ async fn finish_pumps(pumps: Vec<tokio::sync::oneshot::Receiver<()>>) {
     }
 }
 
-fn print_problems(report: &Report) {
+pub(crate) fn print_problems(report: &Report) {
     if report.problems.is_empty() {
         return;
     }

@@ -12,7 +12,9 @@
 //! - [`bitbucket`]: HTTP client, API and git probes, the preflight report;
 //! - [`broker`]: the broker holding the secret, and its front doors (helper, askpass);
 //! - [`check`]: the `check` command;
-//! - [`exec`]: the `exec` command (child process, signals, exit status).
+//! - [`exec`]: the `exec` command (child process, signals, exit status);
+//! - [`export`]: the `export` command and the detached broker;
+//! - [`redact`]: the streaming redactor.
 
 pub mod bitbucket;
 pub mod broker;
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod credential;
 pub mod error;
 pub mod exec;
+pub mod export;
 pub mod logging;
 pub mod redact;
 pub mod secret;
@@ -48,6 +51,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Check(args) => Ok(runtime.block_on(check::run(&cli, args, &env))),
         Command::Exec(args) => runtime.block_on(exec::run(&cli, args, &env)),
+        Command::Export(args) => runtime.block_on(export::run(&cli, args, &env)),
+        Command::Broker => Ok(runtime.block_on(export::serve_detached())),
         Command::Credential { .. } => Ok(ExitCode::Success),
     }
 }

@@ -24,6 +24,8 @@ pub enum ClientError {
     BrokerGone(std::io::Error),
     #[error("bad answer from the broker: {0}")]
     Protocol(#[from] ProtocolError),
+    #[error("the broker refused: {0}")]
+    Refused(String),
 }
 
 /// Sends `request` to the broker named by the environment.
@@ -48,6 +50,34 @@ pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError>
         )));
     }
     Ok(Answer::decode(&raw)?)
+}
+
+/// Ends the broker named by the environment (`bbinject export --revoke`).
+pub fn revoke() -> Result<(), ClientError> {
+    match ask(|capability| Request {
+        capability,
+        protocol: String::new(),
+        host: String::new(),
+        path: None,
+        username: None,
+        want: Want::Revoke,
+        from_helper: false,
+    })? {
+        Answer::Revoked => {
+            // The broker answers, then removes its socket and directory: wait
+            // for that, so what the caller is told (and sees) is already true.
+            let socket = std::env::var_os(ENV_SOCKET).map(std::path::PathBuf::from);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while socket.as_ref().is_some_and(|s| s.exists())
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+        Answer::Refused { reason } => Err(ClientError::Refused(reason)),
+        Answer::Granted { .. } => Err(ClientError::Protocol(ProtocolError::BadValue("status"))),
+    }
 }
 
 /// What an askpass prompt asks for: `Username for 'https://host/path': ` or
@@ -127,7 +157,8 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
                     let line = zeroize::Zeroizing::new(format!("{}\n", password.expose()));
                     out.write_all(line.as_bytes())
                 }
-                (Want::Password, None) => return std::process::ExitCode::from(1),
+                (Want::Password | Want::Revoke, None) => return std::process::ExitCode::from(1),
+                (Want::Revoke, Some(_)) => return std::process::ExitCode::from(1),
             };
             if written.and_then(|()| out.flush()).is_err() {
                 return std::process::ExitCode::from(1);
@@ -138,6 +169,7 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             std::process::ExitCode::from(1)
         }
+        Ok(Answer::Revoked) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("bbinject: no credential for {shown}: {e}");
             std::process::ExitCode::from(1)
@@ -202,7 +234,9 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             let _ = out.write_all(reply.as_bytes()).and_then(|()| out.flush());
             std::process::ExitCode::SUCCESS
         }
-        Ok(Answer::Granted { password: None, .. }) => std::process::ExitCode::SUCCESS,
+        Ok(Answer::Granted { password: None, .. } | Answer::Revoked) => {
+            std::process::ExitCode::SUCCESS
+        }
         Ok(Answer::Refused { reason }) => {
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             // Tell git to stop here instead of trying other ways to get one.

@@ -7,7 +7,7 @@
 //! host named explicitly (`--git-url http://127.0.0.1:8080`).
 
 use crate::bitbucket::{Endpoint, EndpointError};
-use crate::credential::{CredentialSet, RepoRef};
+use crate::credential::{RepoRef, Scope};
 
 /// `scheme://host[:port]`, as git names it in credential requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,11 @@ pub struct AllowList {
 }
 
 impl AllowList {
+    /// An allow-list handed over to a detached broker.
+    pub fn from_origins(origins: Vec<Origin>) -> Self {
+        Self { origins }
+    }
+
     pub fn new(git_url: &Endpoint) -> Self {
         Self {
             origins: vec![Origin::from_endpoint(git_url)],
@@ -98,19 +103,22 @@ pub fn repository_of(path: Option<&str>) -> Option<RepoRef> {
     RepoRef::parse(&format!("{workspace}/{slug}")).ok()
 }
 
-/// The credential for a request's path: routed by repository when the path
-/// names one, otherwise the config's catch-all (or the only credential).
-pub fn credential_for(set: &CredentialSet, path: Option<&str>) -> Result<usize, String> {
+/// The entry for a request's path among `scopes` lists: routed by repository
+/// when the path names one, otherwise an entry without `match:` (the only
+/// credential of an environment-variable run).
+pub fn credential_for(scopes: &[&[Scope]], path: Option<&str>) -> Result<usize, String> {
     if let Some(repo) = repository_of(path) {
-        return set
-            .route(&repo)
+        return crate::credential::route(scopes.iter().copied(), &repo)
             .ok_or_else(|| format!("no configured credential matches {repo}"));
     }
-    set.catch_all().ok_or_else(|| {
-        "git did not say which repository (credential.useHttpPath is off) and no credential \
+    scopes
+        .iter()
+        .position(|s| s.contains(&Scope::Any))
+        .ok_or_else(|| {
+            "git did not say which repository (credential.useHttpPath is off) and no credential \
          serves every repository"
-            .into()
-    })
+                .into()
+        })
 }
 
 #[cfg(test)]

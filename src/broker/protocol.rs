@@ -17,6 +17,8 @@ pub enum Want {
     Username,
     /// askpass `Password for …` prompt, or a helper `get`: the password.
     Password,
+    /// `bbinject export --revoke`: end the broker now.
+    Revoke,
 }
 
 /// A request from a front door. `Debug` hides the capability.
@@ -107,6 +109,7 @@ impl Request {
         let want = match self.want {
             Want::Username => "username",
             Want::Password => "password",
+            Want::Revoke => "revoke",
         };
         field_line(&mut out, "want", want)?;
         field_line(
@@ -131,12 +134,13 @@ impl Request {
         let want = match take("want").as_deref() {
             Some("username") => Want::Username,
             Some("password") => Want::Password,
+            Some("revoke") => Want::Revoke,
             Some(_) => return Err(ProtocolError::BadValue("want")),
             None => return Err(ProtocolError::Missing("want")),
         };
         let from_helper = match take("front").as_deref() {
             Some("helper") => true,
-            Some("askpass") => false,
+            Some("askpass" | "revoke") => false,
             _ => return Err(ProtocolError::BadValue("front")),
         };
         Ok(Self {
@@ -163,6 +167,8 @@ pub enum Answer {
     Refused {
         reason: String,
     },
+    /// The broker accepted a revocation and is ending.
+    Revoked,
 }
 
 impl std::fmt::Debug for Answer {
@@ -175,6 +181,7 @@ impl std::fmt::Debug for Answer {
             Answer::Refused { reason } => {
                 f.debug_struct("Refused").field("reason", reason).finish()
             }
+            Answer::Revoked => f.write_str("Revoked"),
         }
     }
 }
@@ -201,6 +208,7 @@ impl Answer {
                 field_line(&mut out, "status", "refused")?;
                 field_line(&mut out, "reason", reason)?;
             }
+            Answer::Revoked => field_line(&mut out, "status", "revoked")?,
         }
         out.push('\n');
         Ok(out)
@@ -216,6 +224,7 @@ impl Answer {
                 password: fields.remove("password").map(Secret::new),
                 warning: fields.remove("warning"),
             }),
+            Some("revoked") => Ok(Answer::Revoked),
             Some("refused") => Ok(Answer::Refused {
                 reason: fields.remove("reason").unwrap_or_else(|| "refused".into()),
             }),

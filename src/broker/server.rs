@@ -17,7 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::policy::{self, AllowList};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
-use crate::credential::CredentialSet;
+use crate::credential::{CredentialSet, Scope};
 use crate::secret::Secret;
 
 /// How long a front door may take to send its request.
@@ -25,25 +25,48 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unix socket paths are limited to 108 bytes; stay well clear.
 const MAX_SOCKET_PATH: usize = 100;
 
-/// The secrets the broker hands out: each credential of the set, with the
-/// bearer token an OAuth consumer was exchanged for.
+/// One credential as the broker needs it: which repositories it serves, and
+/// what git gets. `password` is `None` for an OAuth consumer whose token could
+/// not be fetched.
+pub struct VaultEntry {
+    pub scopes: Vec<Scope>,
+    pub git_username: String,
+    pub password: Option<Secret>,
+}
+
+/// The secrets the broker hands out.
 pub struct Vault {
-    pub set: CredentialSet,
-    pub bearers: Vec<Option<Secret>>,
+    pub entries: Vec<VaultEntry>,
 }
 
 impl Vault {
-    /// The username and password git gets for credential `index`.
-    fn git_pair(&self, index: usize) -> Option<(&str, &Secret)> {
-        let credential = self.set.credential(index);
-        let password = match self.bearers.get(index) {
-            Some(Some(bearer)) => bearer,
-            _ if credential.kind() == crate::credential::Kind::OauthClientCredentials => {
-                return None;
-            }
-            _ => credential.secret(),
-        };
-        Some((credential.git_username(), password))
+    /// Takes the secrets out of `set` (each OAuth consumer's git password is
+    /// the bearer token it was exchanged for).
+    pub fn from_set(set: CredentialSet, bearers: Vec<Option<Secret>>) -> Self {
+        let mut bearers = bearers.into_iter();
+        let entries = set
+            .into_entries()
+            .into_iter()
+            .map(|(scopes, credential)| {
+                let bearer = bearers.next().flatten();
+                let git_username = credential.git_username().to_owned();
+                let password = match credential.kind() {
+                    crate::credential::Kind::OauthClientCredentials => bearer,
+                    _ => Some(credential.into_secret()),
+                };
+                VaultEntry {
+                    scopes,
+                    git_username,
+                    password,
+                }
+            })
+            .collect();
+        Self { entries }
+    }
+
+    fn route(&self, path: Option<&str>) -> Result<usize, String> {
+        let scopes: Vec<&[Scope]> = self.entries.iter().map(|e| e.scopes.as_slice()).collect();
+        policy::credential_for(&scopes, path)
     }
 }
 
@@ -96,6 +119,9 @@ impl RuntimeDir {
 pub struct Settings {
     pub allow: AllowList,
     pub max_uses: Option<u32>,
+    /// A detached broker ends once `max_uses` passwords were handed out; the
+    /// `exec` broker keeps refusing until its child ends.
+    pub stop_when_used_up: bool,
 }
 
 struct State {
@@ -104,6 +130,8 @@ struct State {
     capability: Secret,
     uid: u32,
     uses: AtomicU32,
+    /// Told when the broker should end (revoked, or used up when detached).
+    stop: tokio::sync::Notify,
 }
 
 /// A running broker; stops accepting when dropped.
@@ -129,6 +157,7 @@ impl Broker {
             capability,
             uid: rustix::process::getuid().as_raw(),
             uses: AtomicU32::new(0),
+            stop: tokio::sync::Notify::new(),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -152,6 +181,11 @@ impl Broker {
     /// How many passwords were handed out.
     pub fn uses(&self) -> u32 {
         self.state.uses.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the broker was revoked, or (detached) used up.
+    pub async fn stopped(&self) {
+        self.state.stop.notified().await;
     }
 }
 
@@ -217,6 +251,7 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
         Answer::Refused { reason } => tracing::info!(
             host = %request.host, path, uses, reason = %reason, "refused credential request"
         ),
+        Answer::Revoked => tracing::info!(uses, "revoked"),
     }
     if let Ok(encoded) = answer.encode() {
         let _ = stream.write_all(encoded.as_bytes()).await;
@@ -232,14 +267,20 @@ fn evaluate(state: &State, request: &Request) -> Answer {
     {
         return refuse("the capability does not match this broker".into());
     }
+    if request.want == Want::Revoke {
+        state.stop.notify_one();
+        return Answer::Revoked;
+    }
     if let Err(reason) = state.settings.allow.check(&request.protocol, &request.host) {
         return refuse(reason);
     }
-    let index = match policy::credential_for(&state.vault.set, request.path.as_deref()) {
+    let index = match state.vault.route(request.path.as_deref()) {
         Ok(i) => i,
         Err(reason) => return refuse(reason),
     };
-    let Some((username, password)) = state.vault.git_pair(index) else {
+    let entry = &state.vault.entries[index];
+    let username = entry.git_username.as_str();
+    let Some(password) = &entry.password else {
         return refuse("the OAuth consumer has no token".into());
     };
     let mut warning = None;
@@ -276,6 +317,12 @@ fn evaluate(state: &State, request: &Request) -> Answer {
             "--max-uses {} reached; no more credentials from this broker",
             state.settings.max_uses.unwrap_or_default()
         ));
+    }
+    if state.settings.stop_when_used_up
+        && counted.is_ok_and(|before| Some(before + 1) == state.settings.max_uses)
+    {
+        // This was the last one: answer it, then end.
+        state.stop.notify_one();
     }
     Answer::Granted {
         username: username.to_owned(),

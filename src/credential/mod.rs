@@ -128,6 +128,15 @@ impl Credential {
 
     /// The secret this credential was configured with (for OAuth: the client
     /// secret, which git never sees).
+    /// Gives up the secret (for the broker's vault, which then owns it).
+    pub fn into_secret(self) -> Secret {
+        match self.material {
+            Material::ApiToken { token, .. } | Material::AccessToken { token } => token,
+            Material::OauthClientCredentials { client_secret, .. } => client_secret,
+            Material::AppPassword { password, .. } => password,
+        }
+    }
+
     pub fn secret(&self) -> &Secret {
         match &self.material {
             Material::ApiToken { token, .. } | Material::AccessToken { token } => token,
@@ -235,6 +244,23 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// `*` (any), `workspace` or `workspace/slug`: the form a broker hand-off uses.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "*" {
+            Some(Scope::Any)
+        } else if text.contains('/') {
+            RepoRef::parse(text).ok().map(Scope::Repository)
+        } else if !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            Some(Scope::Workspace(text.to_ascii_lowercase()))
+        } else {
+            None
+        }
+    }
+
     /// Higher is more specific; `None` if the scope does not cover `repo`.
     fn specificity(&self, repo: &RepoRef) -> Option<u8> {
         match self {
@@ -244,6 +270,33 @@ impl Scope {
             _ => None,
         }
     }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Any => f.write_str("*"),
+            Scope::Workspace(ws) => f.write_str(ws),
+            Scope::Repository(repo) => write!(f, "{repo}"),
+        }
+    }
+}
+
+/// Which of several scope lists serves `repo`: the most specific match wins
+/// (`workspace/repo` over `workspace` over an entry without `match:`); among
+/// equals, the first.
+pub fn route<'a>(entries: impl Iterator<Item = &'a [Scope]>, repo: &RepoRef) -> Option<usize> {
+    entries
+        .enumerate()
+        .filter_map(|(i, scopes)| {
+            scopes
+                .iter()
+                .filter_map(|s| s.specificity(repo))
+                .max()
+                .map(|level| (level, i))
+        })
+        .max_by_key(|&(level, i)| (level, std::cmp::Reverse(i)))
+        .map(|(_, i)| i)
 }
 
 /// The credentials of a run, each with the repositories it serves.
@@ -277,20 +330,17 @@ impl CredentialSet {
     /// The index of the credential serving `repo`: the most specific match wins
     /// (`workspace/repo` over `workspace` over an entry without `match:`).
     pub fn route(&self, repo: &RepoRef) -> Option<usize> {
+        // Equal specificity is rejected when a config is loaded, so the first of
+        // the highest is the only one.
+        route(
+            self.entries.iter().map(|(scopes, _)| scopes.as_slice()),
+            repo,
+        )
+    }
+
+    /// Takes the set apart, for the broker's vault.
+    pub fn into_entries(self) -> Vec<(Vec<Scope>, Credential)> {
         self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (scopes, _))| {
-                scopes
-                    .iter()
-                    .filter_map(|s| s.specificity(repo))
-                    .max()
-                    .map(|level| (level, i))
-            })
-            // Equal specificity is rejected when the config is loaded, so the
-            // first of the highest is the only one.
-            .max_by_key(|&(level, i)| (level, std::cmp::Reverse(i)))
-            .map(|(_, i)| i)
     }
 
     /// The credential serving repositories no `match:` names: an entry without

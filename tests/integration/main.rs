@@ -7,4 +7,5 @@ mod support;
 mod bad_input;
 mod check;
 mod exec;
+mod export;
 mod redact;

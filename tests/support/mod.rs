@@ -126,7 +126,12 @@ impl Bb {
     }
 
     pub fn command(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("bbinject"));
+        self.program(assert_cmd::cargo::cargo_bin!("bbinject"))
+    }
+
+    /// Any program (a shell, git) with the same isolated environment.
+    pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .current_dir(self.dir.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -141,6 +146,21 @@ impl Bb {
         }
         cmd.args(&self.args);
         cmd
+    }
+
+    /// Runs `script` with `shell -c` in the isolated environment.
+    pub fn shell(&self, shell: &str, script: &str) -> Run {
+        let output = self
+            .program(shell)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run shell");
+        Run {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     pub fn run(&self) -> Run {

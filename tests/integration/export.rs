@@ -1,0 +1,244 @@
+//! `bbinject export`: a detached broker for later commands, evaluated by real
+//! shells, then real git clones.
+
+use std::time::Duration;
+
+use crate::support::git_server::{GitServer, create_repo};
+use crate::support::{Bb, FAKE_ACCESS_TOKEN, assert_no_leak};
+
+struct Setup {
+    _root: tempfile::TempDir,
+    server: GitServer,
+    bb: Bb,
+}
+
+fn setup() -> Setup {
+    let root = tempfile::tempdir().expect("tempdir");
+    create_repo(root.path(), "acme/app", &[("README.md", b"app\n")]);
+    let server = GitServer::builder(root.path())
+        .user("x-token-auth", FAKE_ACCESS_TOKEN)
+        .start();
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
+    std::fs::write(
+        bb.home().join(".gitconfig"),
+        "[credential]\n\thelper = store\n",
+    )
+    .expect("gitconfig");
+    Setup {
+        _root: root,
+        server,
+        bb,
+    }
+}
+
+fn bin() -> String {
+    assert_cmd::cargo::cargo_bin!("bbinject")
+        .display()
+        .to_string()
+}
+
+impl Setup {
+    fn export(&self, extra: &str) -> String {
+        format!(
+            "'{}' export --no-preflight --git-url {} --ttl 60s {extra}",
+            bin(),
+            self.server.url()
+        )
+    }
+
+    fn clone(&self, dir: &str) -> String {
+        format!("git clone -q {}/acme/app.git {dir}", self.server.url())
+    }
+
+    fn runtime_dirs(&self) -> usize {
+        std::fs::read_dir(self.bb.dir.path())
+            .expect("readdir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("bbi-"))
+            .count()
+    }
+}
+
+#[test]
+fn eval_in_sh_and_bash_then_clone_revoke_and_a_second_clone_fails_cleanly() {
+    for shell in ["sh", "bash"] {
+        let s = setup();
+        let script = format!(
+            "eval \"$({export})\" || exit 90\n\
+             {clone_ok} || exit 91\n\
+             '{bin}' export --revoke || exit 92\n\
+             test ! -e \"$BBINJECT_SOCKET\" || exit 93\n\
+             {clone_fail} && exit 94\n\
+             echo done",
+            export = s.export(""),
+            clone_ok = s.clone("first"),
+            bin = bin(),
+            clone_fail = s.clone("second"),
+        );
+        let run = s.bb.shell(shell, &script);
+        assert_eq!(run.code(), 0, "{shell}: {}", run.describe());
+        assert_eq!(run.stdout.trim(), "done");
+        assert!(s.bb.path("first/README.md").exists());
+        assert!(!s.bb.path("second/README.md").exists());
+        assert!(
+            run.stderr.contains("the bbinject broker is gone"),
+            "{shell}: {}",
+            run.describe()
+        );
+        assert_eq!(s.runtime_dirs(), 0, "the broker's directory is removed");
+        assert!(!s.bb.home().join(".git-credentials").exists());
+        assert_no_leak(
+            &run,
+            s.bb.dir.path(),
+            FAKE_ACCESS_TOKEN,
+            &["x-token-auth"],
+            &[],
+        );
+    }
+}
+
+#[test]
+fn the_broker_outlives_the_shell_that_started_it_but_not_its_ttl() {
+    let s = setup();
+    // One shell writes the assignments and exits; the broker stays.
+    let run =
+        s.bb.shell("sh", &format!("{} --ttl 3s > env.sh", s.export("")));
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let exported = std::fs::read_to_string(s.bb.path("env.sh")).expect("env.sh");
+    assert!(exported.contains("export GIT_ASKPASS="), "{exported}");
+    assert!(!exported.contains(FAKE_ACCESS_TOKEN));
+    // The detached broker got the secret over a pipe: its command line and
+    // environment hold none.
+    let brokers = std::process::Command::new("pgrep")
+        .args(["-f", "bbinject broker"])
+        .output()
+        .expect("pgrep");
+    let pids = String::from_utf8_lossy(&brokers.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "no detached broker is running");
+    for pid in pids.split_whitespace() {
+        for file in ["cmdline", "environ"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(FAKE_ACCESS_TOKEN),
+                "/proc/{pid}/{file}"
+            );
+        }
+    }
+    // A later shell uses it.
+    let run =
+        s.bb.shell("sh", &format!(". ./env.sh && {}", s.clone("later")));
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(s.bb.path("later/README.md").exists());
+    // After its TTL the broker and its directory are gone, and git fails cleanly.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(s.runtime_dirs(), 0, "the broker outlived its TTL");
+    let run =
+        s.bb.shell("sh", &format!(". ./env.sh && {}", s.clone("too-late")));
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr.contains("the bbinject broker is gone"),
+        "{}",
+        run.describe()
+    );
+    assert_no_leak(
+        &run,
+        s.bb.dir.path(),
+        FAKE_ACCESS_TOKEN,
+        &["x-token-auth"],
+        &[],
+    );
+}
+
+#[test]
+fn the_broker_ends_after_max_uses() {
+    let s = setup();
+    let script = format!(
+        "eval \"$({})\" && {} && sleep 0.5 && test ! -e \"$BBINJECT_SOCKET\" && {}; echo \"exit=$?\"",
+        s.export("--max-uses 1"),
+        s.clone("one"),
+        s.clone("two"),
+    );
+    let run = s.bb.shell("bash", &script);
+    assert!(s.bb.path("one/README.md").exists(), "{}", run.describe());
+    assert!(!s.bb.path("two/README.md").exists());
+    assert!(!run.stdout.contains("exit=0"), "{}", run.describe());
+    assert_eq!(s.runtime_dirs(), 0);
+}
+
+#[test]
+fn awkward_temp_paths_survive_the_quoting() {
+    let s = setup();
+    let awkward = s.bb.path("it's a [dir]");
+    std::fs::create_dir_all(&awkward).expect("mkdir");
+    let script = format!(
+        "export TMPDIR=\"{}\"; eval \"$({})\" && {} && '{}' export --revoke",
+        awkward.display(),
+        s.export(""),
+        s.clone("quoted"),
+        bin()
+    );
+    let run = s.bb.shell("bash", &script);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(s.bb.path("quoted/README.md").exists());
+}
+
+#[test]
+fn every_format_prints_the_same_variables_and_no_secret() {
+    let s = setup();
+    for format in [
+        "sh",
+        "bash",
+        "zsh",
+        "fish",
+        "powershell",
+        "teamcity",
+        "github",
+        "dotenv",
+    ] {
+        let run = s.bb.shell(
+            "sh",
+            &format!("{} --format {format} --ttl 2s", s.export("")),
+        );
+        assert_eq!(run.code(), 0, "{format}: {}", run.describe());
+        for name in [
+            "GIT_ASKPASS",
+            "BBINJECT_SOCKET",
+            "BBINJECT_CAPABILITY",
+            "GIT_TERMINAL_PROMPT",
+            "GIT_CONFIG_COUNT",
+        ] {
+            assert!(
+                run.stdout.contains(name),
+                "{format}: {name} missing:\n{}",
+                run.stdout
+            );
+        }
+        assert_no_leak(
+            &run,
+            s.bb.dir.path(),
+            FAKE_ACCESS_TOKEN,
+            &["x-token-auth"],
+            &[],
+        );
+    }
+    // The caller's own GIT_CONFIG_COUNT is extended, not overwritten.
+    let run = s.bb.shell(
+        "sh",
+        &format!("GIT_CONFIG_COUNT=2 {} --ttl 2s", s.export("")),
+    );
+    assert!(
+        run.stdout.contains("export GIT_CONFIG_KEY_2="),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("GIT_CONFIG_KEY_0"), "{}", run.stdout);
+    std::thread::sleep(Duration::from_millis(2500));
+}
+
+#[test]
+fn revoke_without_a_broker_is_a_clear_error() {
+    let s = setup();
+    let run = s.bb.shell("sh", &format!("'{}' export --revoke", bin()));
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(run.stderr.contains("cannot revoke"), "{}", run.describe());
+}
