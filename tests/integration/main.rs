@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod check;
+mod ci_examples;
 mod exec;
 mod export;
 mod redact;
