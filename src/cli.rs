@@ -98,6 +98,55 @@ pub enum Command {
     /// The detached broker `export` starts (reads its hand-off from stdin).
     #[command(hide = true)]
     Broker,
+
+    /// Find Bitbucket credentials embedded in repositories and git config, and
+    /// remove them.
+    ///
+    /// Looks at remote.*.url / pushurl, submodule.*.url, url.*.insteadOf and
+    /// http.*.extraHeader Authorization lines in .git/config and every
+    /// submodule's and worktree's config, and with --global also the global git
+    /// config and ~/.git-credentials. Reports each with file, key or line, host,
+    /// what kind of secret it looks like and a masked preview (never the value),
+    /// then rewrites the files: URLs lose only the password (and a static token
+    /// username), credentials files lose only Bitbucket lines. Writes are atomic
+    /// (git's lock file, then rename). Exit codes: 0 ok, 1 found (--check),
+    /// 2 a file could not be read or written (nothing is lost).
+    #[command(after_help = SCRUB_EXAMPLES, args_override_self = true)]
+    Scrub(ScrubArgs),
+}
+
+const SCRUB_EXAMPLES: &str = "\
+Examples:
+  bbinject scrub                       # the repository in the current directory
+  bbinject scrub --check               # a CI gate: exit 1 if any credential is on disk
+  bbinject scrub --global --dry-run    # what would change in ~/.gitconfig and ~/.git-credentials
+  bbinject scrub /srv/agent/work/* --format json";
+
+#[derive(Debug, Args)]
+pub struct ScrubArgs {
+    /// Repositories (work trees or bare) to scrub [default: the current directory].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// Also the global git config and ~/.git-credentials.
+    #[arg(long)]
+    pub global: bool,
+
+    /// Change nothing; exit 1 if anything is found.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+
+    /// Change nothing; show what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Another git host whose credentials to remove (bitbucket.org always counts).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Output: `text` or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 const EXPORT_EXAMPLES: &str = "\

@@ -10,6 +10,8 @@ use crate::credential::{RepoRefError, ResolveError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCode {
     Success,
+    /// `scrub --check`: credentials were found.
+    Found,
     /// Usage or configuration: no credential, `X` and `X_FILE` both set, bad YAML…
     Usage,
     /// Bitbucket refused the credential (401/410).
@@ -30,6 +32,7 @@ impl ExitCode {
     pub fn code(self) -> u8 {
         match self {
             ExitCode::Success => 0,
+            ExitCode::Found => 1,
             ExitCode::Usage => 2,
             ExitCode::CredentialRejected => 3,
             ExitCode::NotAllowed => 4,

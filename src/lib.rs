@@ -14,7 +14,8 @@
 //! - [`check`]: the `check` command;
 //! - [`exec`]: the `exec` command (child process, signals, exit status);
 //! - [`export`]: the `export` command and the detached broker;
-//! - [`redact`]: the streaming redactor.
+//! - [`redact`]: the streaming redactor;
+//! - [`scrub`]: finding and removing credentials already on disk.
 
 pub mod bitbucket;
 pub mod broker;
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod export;
 pub mod logging;
 pub mod redact;
+pub mod scrub;
 pub mod secret;
 
 use cli::{Cli, Command};
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Exec(args) => runtime.block_on(exec::run(&cli, args, &env)),
         Command::Export(args) => runtime.block_on(export::run(&cli, args, &env)),
         Command::Broker => Ok(runtime.block_on(export::serve_detached())),
+        Command::Scrub(args) => Ok(scrub::run(args, &env)),
         Command::Credential { .. } => Ok(ExitCode::Success),
     }
 }

@@ -10,3 +10,4 @@ mod ci_examples;
 mod exec;
 mod export;
 mod redact;
+mod scrub;
