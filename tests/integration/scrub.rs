@@ -385,3 +385,68 @@ fn json_output_names_file_location_host_kind_and_preview() {
     assert_eq!(origin["preview"], "ATBB… (32 chars)");
     assert_output_clean(&run);
 }
+
+#[test]
+fn worktree_configs_are_found_from_either_side() {
+    let bb = Bb::new();
+    let repo = bb.path("main-repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    run_git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("README"), "x\n").expect("write");
+    run_git(&repo, &["add", "README"]);
+    run_git(
+        &repo,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    );
+    run_git(&repo, &["config", "extensions.worktreeConfig", "true"]);
+    let worktree = bb.path("wt");
+    run_git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            worktree.to_str().expect("utf8"),
+            "-b",
+            "wt",
+        ],
+    );
+    let url = format!("https://x-token-auth:{MODULE_TOKEN}@bitbucket.org/acme/app.git");
+    run_git(
+        &worktree,
+        &["config", "--worktree", "remote.origin.pushurl", &url],
+    );
+    let worktree_config = repo.join(".git/worktrees/wt/config.worktree");
+    assert!(
+        std::fs::read_to_string(&worktree_config)
+            .expect("config.worktree")
+            .contains(MODULE_TOKEN)
+    );
+
+    // From the main repository, and from the worktree (where .git is a file).
+    let run = scrub(&bb, &["--check", &repo.display().to_string()]);
+    assert_eq!(run.code(), 1, "{}", run.describe());
+    assert!(
+        run.stdout
+            .contains("config.worktree: remote.origin.pushurl"),
+        "{}",
+        run.stdout
+    );
+    let run = scrub(&bb, &[&worktree.display().to_string()]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let after = std::fs::read_to_string(&worktree_config).expect("config.worktree");
+    assert!(
+        after.contains("pushurl = https://bitbucket.org/acme/app.git"),
+        "{after}"
+    );
+    assert!(!after.contains(MODULE_TOKEN));
+    assert_output_clean(&run);
+}
