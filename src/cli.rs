@@ -20,7 +20,7 @@ use crate::credential::RepoRef;
 #[derive(Debug, Parser)]
 #[command(
     name = "bbinject",
-    version,
+    version = env!("BBINJECT_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -98,6 +98,15 @@ pub enum Command {
     /// The detached broker `export` starts (reads its hand-off from stdin).
     #[command(hide = true)]
     Broker,
+
+    /// Print a shell completion script, e.g. `bbinject completions bash > /etc/bash_completion.d/bbinject`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff), e.g. `bbinject man > /usr/local/share/man/man1/bbinject.1`.
+    Man,
 
     /// Find Bitbucket credentials embedded in repositories and git config, and
     /// remove them.

@@ -56,6 +56,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Export(args) => runtime.block_on(export::run(&cli, args, &env)),
         Command::Broker => Ok(runtime.block_on(export::serve_detached())),
         Command::Scrub(args) => Ok(scrub::run(args, &env)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "bbinject", &mut std::io::stdout());
+            Ok(ExitCode::Success)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map_err(Error::Runtime)?;
+            // A closed stdout (`| head`) is not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
+            Ok(ExitCode::Success)
+        }
         Command::Credential { .. } => Ok(ExitCode::Success),
     }
 }

@@ -10,4 +10,5 @@ mod ci_examples;
 mod exec;
 mod export;
 mod redact;
+mod release;
 mod scrub;

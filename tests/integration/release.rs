@@ -1,0 +1,77 @@
+//! Release polish: `--version`, shell completions, the man page.
+
+use crate::support::Bb;
+
+fn run(args: &[&str]) -> crate::support::Run {
+    let bb = Bb::new().args(args);
+    bb.run()
+}
+
+#[test]
+fn version_names_the_commit_when_built_from_a_checkout() {
+    let out = run(&["--version"]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    let line = out.stdout.trim();
+    let version = concat!("bbinject ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(version), "{line}");
+    if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists() {
+        let stamp = line.strip_prefix(version).unwrap_or_default().trim();
+        let inner = stamp.trim_start_matches('(').trim_end_matches(')');
+        let (commit, date) = inner
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("no commit in {line:?}"));
+        assert!(
+            commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{line}"
+        );
+        assert_eq!(date.len(), 10, "{line}");
+    }
+}
+
+#[test]
+fn completions_are_generated_for_every_shell_and_bash_parses_them() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.code(), 0, "{shell}: {}", out.describe());
+        for word in ["bbinject", "check", "exec", "export", "scrub"] {
+            assert!(out.stdout.contains(word), "{shell}: {word} missing");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("bbinject.bash");
+            std::fs::write(&file, &out.stdout).expect("write");
+            let status = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .status()
+                .expect("bash");
+            assert!(status.success(), "the bash completion does not parse");
+        }
+    }
+    assert_eq!(run(&["completions", "tcsh"]).code(), 2);
+}
+
+#[test]
+fn the_man_page_is_roff_with_every_command() {
+    let out = run(&["man"]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    assert!(
+        out.stdout.contains(".TH bbinject 1"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH SUBCOMMANDS",
+        "bbinject\\-check",
+        "bbinject\\-exec",
+        "bbinject\\-scrub",
+    ] {
+        assert!(out.stdout.contains(section), "{section} missing");
+    }
+    assert!(
+        !out.stdout.contains("bbinject\\-broker"),
+        "the hidden broker subcommand is documented"
+    );
+}
