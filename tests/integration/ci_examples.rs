@@ -67,7 +67,9 @@ fn commands_in(text: &str) -> Vec<String> {
         let before = text[line_start..start].trim_start();
         let in_comment =
             before.starts_with('#') || before.starts_with("//") || before.contains(" # ");
-        if preceded_ok && !in_comment {
+        // On a `docker …` line, `bbinject` is the image's name, not a command.
+        let image_name = before.starts_with("docker ");
+        if preceded_ok && !in_comment && !image_name {
             out.push(command_at(text, start));
         }
         from = start + "bbinject ".len();
@@ -200,4 +202,5 @@ fn the_extractor_finds_commands_in_every_syntax() {
     }
     assert!(commands_in("/usr/bin/bbinject-askpass x and ./bbinject/x").is_empty());
     assert!(commands_in("# run bbinject check first\nimage: x # with bbinject inside").is_empty());
+    assert!(commands_in("docker run --rm -e X bbinject git clone url").is_empty());
 }
