@@ -38,14 +38,49 @@ const READ_SIZE: usize = 256 * 1024;
 /// The pipe buffer asked for the child's stdout and stderr.
 const PIPE_SIZE: usize = 1024 * 1024;
 
-pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+/// What `exec` and `export` set up before their preflight. From here on our
+/// own output is redacted with every secret known so far.
+pub(crate) struct Prepared {
+    pub set: CredentialSet,
+    pub settings: check::Settings,
+    pub repos: Vec<crate::credential::RepoRef>,
+    pub allow: AllowList,
+    pub proxies: Vec<(Secret, String, String)>,
+}
+
+pub(crate) fn prepare(
+    cli: &Cli,
+    probe: &crate::cli::ProbeArgs,
+    repos: &[crate::credential::RepoRef],
+    hosts: &[String],
+    env: &dyn Environment,
+) -> Result<Prepared, Error> {
     let set = check::resolve(cli, env)?;
-    let settings = check::Settings::new(&args.probe, &set)?;
-    let repos = check::repositories(&args.repos, env)?;
+    let settings = check::Settings::new(probe, &set)?;
+    let repos = check::repositories(repos, env)?;
     let mut allow = AllowList::new(&settings.endpoints.git);
-    for host in args.hosts.iter().chain(set.defaults.hosts.iter()) {
+    for host in hosts.iter().chain(set.defaults.hosts.iter()) {
         allow.add(host)?;
     }
+    let proxies = proxy_secrets(env);
+    redact::set_global(redaction(&set, &[], &proxies).0);
+    Ok(Prepared {
+        set,
+        settings,
+        repos,
+        allow,
+        proxies,
+    })
+}
+
+pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+    let Prepared {
+        set,
+        settings,
+        repos,
+        allow,
+        proxies,
+    } = prepare(cli, &args.probe, &args.repos, &args.hosts, env)?;
     let exe = current_exe()?;
     let git_config = git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
@@ -53,42 +88,13 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
         &helper_command(&exe),
     )?;
     let secret_variables = set.secret_variables();
-    let proxies = proxy_secrets(env);
-    // Our own messages are redacted from here on, with what is known so far.
-    redact::set_global(redaction(&set, &[], &proxies).0);
 
-    // The HTTP client (and the system CA bundle it loads) is only needed for a
-    // preflight or an OAuth token: `exec --no-preflight` with a token skips it.
-    let needs_http = !args.no_preflight
-        || set
-            .credentials()
-            .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
-    let bearers: Vec<Option<Secret>> = if needs_http {
-        let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
-        let mut known_tokens = Vec::new();
-        if !args.no_preflight {
-            let (report, tokens) = preflight.run_keeping_tokens(&set, &repos).await;
-            known_tokens = tokens;
-            print_problems(&report);
-            if !report.ok {
-                eprint_line(&format!(
-                    "bbinject: error: preflight failed (exit {}); not starting {}",
-                    report.exit_code,
-                    args.command[0].to_string_lossy()
-                ));
-                return Ok(report.exit());
-            }
-        }
-        match preflight.bearer_tokens(&set, known_tokens).await {
-            Ok(tokens) => tokens,
-            Err(report) => {
-                print_problems(&report);
-                return Ok(report.exit());
-            }
-        }
-    } else {
-        set.credentials().map(|_| None).collect()
-    };
+    let starting = format!("not starting {}", args.command[0].to_string_lossy());
+    let bearers =
+        match preflight_and_tokens(&set, &repos, settings, args.no_preflight, &starting).await? {
+            Ok(bearers) => bearers,
+            Err(code) => return Ok(code),
+        };
 
     let (patterns, too_short) = redaction(&set, &bearers, &proxies);
     redact::set_global(patterns.clone());
@@ -182,6 +188,49 @@ fn current_exe() -> Result<std::path::PathBuf, Error> {
 pub fn helper_command(exe: &Path) -> String {
     let quoted = exe.to_string_lossy().replace('\'', r"'\''");
     format!("!exec '{quoted}' credential")
+}
+
+/// Runs the preflight (unless `skip`), prints its problems, and fetches the
+/// bearer token of every OAuth consumer: what `exec` and `export` do before a
+/// broker starts. `Err(code)` means stop with that exit code; `doing` names
+/// what is not done then (e.g. `not starting make`).
+pub(crate) async fn preflight_and_tokens(
+    set: &CredentialSet,
+    repos: &[crate::credential::RepoRef],
+    settings: check::Settings,
+    skip: bool,
+    doing: &str,
+) -> Result<Result<Vec<Option<Secret>>, ExitCode>, Error> {
+    // The HTTP client (and the system CA bundle it loads) is only needed for a
+    // preflight or an OAuth token: `--no-preflight` with a token skips it.
+    let needs_http = !skip
+        || set
+            .credentials()
+            .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
+    if !needs_http {
+        return Ok(Ok(set.credentials().map(|_| None).collect()));
+    }
+    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
+    let mut known_tokens = Vec::new();
+    if !skip {
+        let (report, tokens) = preflight.run_keeping_tokens(set, repos).await;
+        known_tokens = tokens;
+        print_problems(&report);
+        if !report.ok {
+            eprint_line(&format!(
+                "bbinject: error: preflight failed (exit {}); {doing}",
+                report.exit_code
+            ));
+            return Ok(Err(report.exit()));
+        }
+    }
+    Ok(match preflight.bearer_tokens(set, known_tokens).await {
+        Ok(tokens) => Ok(tokens),
+        Err(report) => {
+            print_problems(&report);
+            Err(report.exit())
+        }
+    })
 }
 
 /// The `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` variables that register our helper

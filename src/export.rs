@@ -16,11 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::bitbucket::Preflight;
 use crate::broker::policy::{AllowList, Origin};
 use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault, VaultEntry};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
-use crate::check;
 use crate::cli::{Cli, ExportArgs, ExportFormat};
 use crate::credential::{Environment, Scope};
 use crate::error::{Error, ExitCode};
@@ -65,44 +63,25 @@ pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<
             }
         });
     }
-    let set = check::resolve(cli, env)?;
-    let settings = check::Settings::new(&args.probe, &set)?;
-    let repos = check::repositories(&args.repos, env)?;
-    let mut allow = AllowList::new(&settings.endpoints.git);
-    for host in args.hosts.iter().chain(set.defaults.hosts.iter()) {
-        allow.add(host)?;
-    }
-    let proxies = crate::exec::proxy_secrets(env);
-    crate::redact::set_global(crate::exec::redaction(&set, &[], &proxies).0);
+    let crate::exec::Prepared {
+        set,
+        settings,
+        repos,
+        allow,
+        ..
+    } = crate::exec::prepare(cli, &args.probe, &args.repos, &args.hosts, env)?;
 
-    let needs_http = !args.no_preflight
-        || set
-            .credentials()
-            .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
-    let bearers: Vec<Option<Secret>> = if needs_http {
-        let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
-        let mut known = Vec::new();
-        if !args.no_preflight {
-            let (report, tokens) = preflight.run_keeping_tokens(&set, &repos).await;
-            known = tokens;
-            crate::exec::print_problems(&report);
-            if !report.ok {
-                eprint_line(&format!(
-                    "bbinject: error: preflight failed (exit {}); no broker started",
-                    report.exit_code
-                ));
-                return Ok(report.exit());
-            }
-        }
-        match preflight.bearer_tokens(&set, known).await {
-            Ok(tokens) => tokens,
-            Err(report) => {
-                crate::exec::print_problems(&report);
-                return Ok(report.exit());
-            }
-        }
-    } else {
-        set.credentials().map(|_| None).collect()
+    let bearers = match crate::exec::preflight_and_tokens(
+        &set,
+        &repos,
+        settings,
+        args.no_preflight,
+        "no broker started",
+    )
+    .await?
+    {
+        Ok(bearers) => bearers,
+        Err(code) => return Ok(code),
     };
 
     let exe = std::env::current_exe()

@@ -108,11 +108,7 @@ impl Scenario {
 
 fn run_command(mut command: std::process::Command) -> Run {
     let output = command.stdin(Stdio::null()).output().expect("run");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(output)
 }
 
 #[test]

@@ -54,11 +54,7 @@ fn exec(bb: &Bb, extra: &[&str], script: &str) -> Run {
         .args(extra)
         .args(["--", "sh", "-c", script]);
     let output = command.stdin(Stdio::null()).output().expect("run");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(output)
 }
 
 #[test]
@@ -96,11 +92,7 @@ fn every_form_of_every_secret_is_masked_on_both_streams_however_it_is_split() {
         ])
         .arg(format!("cd '{}' && {script}", bb.dir.path().display()));
     let output = command.stdin(Stdio::null()).output().expect("run");
-    let run = Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = Run::from(output);
     assert_eq!(run.code(), 0, "{}", run.describe());
     for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
         for (i, line) in lines.iter().enumerate() {

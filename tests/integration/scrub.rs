@@ -71,11 +71,7 @@ fn fixture(bb: &Bb) -> PathBuf {
 
 fn scrub(bb: &Bb, args: &[&str]) -> Run {
     let output = bb.command().arg("scrub").args(args).output().expect("run");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(output)
 }
 
 fn assert_output_clean(run: &Run) {
@@ -334,11 +330,7 @@ fn a_read_only_file_system_is_a_clear_error_and_nothing_is_lost() {
         .args(["--mount", "sh", "-c", &script])
         .output()
         .expect("unshare");
-    let run = Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = Run::from(output);
     if run.stderr.contains("unshare failed") || run.stderr.contains("mount:") {
         eprintln!("skipped: no mount namespace here: {}", run.stderr);
         return;

@@ -26,6 +26,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Self {
+        Run {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     pub fn code(&self) -> i32 {
         self.status.unwrap_or(-1)
@@ -156,11 +166,7 @@ impl Bb {
             .stdin(std::process::Stdio::null())
             .output()
             .expect("run shell");
-        Run {
-            status: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output)
     }
 
     pub fn run(&self) -> Run {
@@ -176,11 +182,7 @@ impl Bb {
             let _ = stdin.write_all(input);
         }
         let output = child.wait_with_output().expect("wait");
-        Run {
-            status: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output)
     }
 }
 
