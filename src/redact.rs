@@ -344,6 +344,20 @@ fn lowercase_escapes(percent: &str) -> String {
     out
 }
 
+/// `text` with every form of each secret masked, for text that came from
+/// outside (a server's error message) before it reaches a report. Unlike the
+/// output redactor, short secrets are masked too: this text is small and ours.
+pub fn scrub(text: &str, secrets: &[(&Secret, &[&str])]) -> String {
+    let patterns: Vec<Zeroizing<Vec<u8>>> = secrets
+        .iter()
+        .flat_map(|(secret, usernames)| forms(secret.expose().as_bytes(), usernames))
+        .collect();
+    match Patterns::new(patterns) {
+        Some(p) => String::from_utf8_lossy(&p.redact_all(text.as_bytes())).into_owned(),
+        None => text.to_owned(),
+    }
+}
+
 static GLOBAL: RwLock<Option<Arc<Patterns>>> = RwLock::new(None);
 
 /// Makes `patterns` the ones our own logs and error messages are redacted
@@ -564,6 +578,28 @@ mod tests {
         assert_eq!(too_short, ["env:A"]);
         let out = p.expect("patterns").redact_all(b"abc12 FAKEsecret123");
         assert_eq!(out, b"abc12 ****");
+    }
+
+    #[test]
+    fn scrub_removes_raw_encoded_and_base64_forms() {
+        const FAKE: &str = "FAKE-not-a-real-token/with+plus=";
+        let secret = Secret::new(FAKE.to_owned());
+        let basic = STANDARD.encode(format!("alice:{FAKE}"));
+        const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let pct = percent_encoding::utf8_percent_encode(FAKE, UNRESERVED).to_string();
+        let text = format!(
+            "raw {FAKE} pct {pct} b64 {} basic {basic}",
+            STANDARD.encode(FAKE)
+        );
+        let scrubbed = scrub(&text, &[(&secret, &["alice"])]);
+        assert!(!scrubbed.contains("FAKE"), "{scrubbed}");
+        assert!(!scrubbed.contains(&basic), "{scrubbed}");
+        assert!(!scrubbed.contains(&STANDARD.encode(FAKE)), "{scrubbed}");
+        assert_eq!(scrubbed.matches("****").count(), 4, "{scrubbed}");
     }
 
     #[test]

@@ -9,12 +9,9 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 /// A credential value: an API token, access token, app password or OAuth secret.
 pub struct Secret(SecretBox<String>);
@@ -56,53 +53,6 @@ impl Secret {
     pub fn starts_with(&self, prefix: &str) -> bool {
         self.expose().starts_with(prefix)
     }
-
-    /// The forms in which this secret could show up in text we print: raw,
-    /// percent-encoded, JSON-escaped, base64 alone and base64 of `user:secret` for
-    /// each username given. Used to scrub text that came from outside (a server's
-    /// error message) before it reaches a log.
-    pub fn printable_forms(&self, usernames: &[&str]) -> Vec<Zeroizing<String>> {
-        let raw = self.expose();
-        let mut forms = vec![
-            Zeroizing::new(raw.to_owned()),
-            Zeroizing::new(url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()),
-            Zeroizing::new(percent_encode_all_reserved(raw)),
-            Zeroizing::new(BASE64.encode(raw.as_bytes())),
-        ];
-        if let Ok(json) = serde_json::to_string(raw) {
-            forms.push(Zeroizing::new(json.trim_matches('"').to_owned()));
-        }
-        for user in usernames {
-            let pair = Zeroizing::new(format!("{user}:{raw}"));
-            forms.push(Zeroizing::new(BASE64.encode(pair.as_bytes())));
-        }
-        forms.retain(|f| !f.is_empty());
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        forms.dedup();
-        forms
-    }
-
-    /// Replaces every printable form of the secret in `text` with `****`.
-    pub fn scrub(&self, text: &str, usernames: &[&str]) -> String {
-        let mut out = text.to_owned();
-        for form in self.printable_forms(usernames) {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), "****");
-            }
-        }
-        out
-    }
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters, the way
-/// git and most HTTP clients encode userinfo.
-fn percent_encode_all_reserved(raw: &str) -> String {
-    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(raw, UNRESERVED).to_string()
 }
 
 impl fmt::Debug for Secret {
@@ -144,21 +94,5 @@ mod tests {
         assert!(secret.ct_eq(FAKE.as_bytes()));
         assert!(!secret.ct_eq(b"FAKE"));
         assert!(!secret.ct_eq(b""));
-    }
-
-    #[test]
-    fn scrub_removes_raw_encoded_and_base64_forms() {
-        let secret = Secret::new(FAKE.to_owned());
-        let basic = BASE64.encode(format!("alice:{FAKE}"));
-        let text = format!(
-            "raw {FAKE} pct {} b64 {} basic {basic}",
-            percent_encode_all_reserved(FAKE),
-            BASE64.encode(FAKE)
-        );
-        let scrubbed = secret.scrub(&text, &["alice"]);
-        assert!(!scrubbed.contains("FAKE"), "{scrubbed}");
-        assert!(!scrubbed.contains(&basic), "{scrubbed}");
-        assert!(!scrubbed.contains(&BASE64.encode(FAKE)), "{scrubbed}");
-        assert_eq!(scrubbed.matches("****").count(), 4, "{scrubbed}");
     }
 }

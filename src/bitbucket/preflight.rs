@@ -78,11 +78,11 @@ impl Probing<'_> {
     /// Server text with every form of every secret in play masked.
     fn scrub(&self, text: &str) -> String {
         let names = self.credential.usernames();
-        let text = self.credential.secret().scrub(text, &names);
-        match &self.bearer {
-            Some(bearer) => bearer.scrub(&text, &names),
-            None => text,
+        let mut secrets = vec![(self.credential.secret(), names.as_slice())];
+        if let Some(bearer) = &self.bearer {
+            secrets.push((bearer, names.as_slice()));
         }
+        crate::redact::scrub(text, &secrets)
     }
 
     fn name(&self) -> &str {
