@@ -1,6 +1,6 @@
 //! `bbinject exec -- CMD ARGS…`: resolve, preflight, start the broker, run the
 //! child with an environment that lets git ask the broker, forward signals,
-//! reap, clean up, and exit with the child's status (DESIGN.md §5).
+//! reap, clean up, and exit with the child's status (ARCHITECTURE.md §5).
 //!
 //! The child's environment never holds the secret: it gets the socket path and
 //! a capability that dies with this process, `GIT_ASKPASS` pointing at this

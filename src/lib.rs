@@ -4,7 +4,7 @@
 //! `~/.git-credentials`, a command line, a child's environment or a log, and
 //! proves before the build starts that the credential works.
 //!
-//! Module map (see DESIGN.md §7):
+//! Module map (see ARCHITECTURE.md §6):
 //! - [`cli`]: clap definitions (the `--help` text);
 //! - [`error`]: exit codes and the one place errors become text;
 //! - [`secret`]: the one secret type;

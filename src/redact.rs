@@ -1,4 +1,4 @@
-//! Streaming redaction of secrets in a child's output (DESIGN.md §5).
+//! Streaming redaction of secrets in a child's output (ARCHITECTURE.md §5).
 //!
 //! [`Patterns`] holds every printable form of every secret in play (raw,
 //! percent-encoded, JSON-escaped, base64 of the secret and of `user:secret` at

@@ -1,6 +1,6 @@
 //! Everything that talks to Bitbucket Cloud: the HTTP client, the REST API
 //! probe, the git `info/refs` probe and the preflight report built from them
-//! (DESIGN.md §3).
+//! (ARCHITECTURE.md §3).
 //!
 //! Requests carry credentials only in `Authorization` headers marked
 //! sensitive, never in URLs. Text that comes back from a server is scrubbed of

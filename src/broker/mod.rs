@@ -1,5 +1,5 @@
 //! The broker: the one process that holds the secret, and the two front doors
-//! git reaches it through (DESIGN.md §4).
+//! git reaches it through (ARCHITECTURE.md §4).
 //!
 //! The broker listens on a Unix socket in a fresh `0700` directory and answers
 //! a request only when the peer runs as our uid, presents the capability from

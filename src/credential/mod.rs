@@ -3,7 +3,7 @@
 //! This module owns what a Bitbucket Cloud credential *is* (its [`Kind`], the
 //! username git must be given, how the REST API must be called) and how the set
 //! of credentials for a run is resolved from environment variables, `_FILE`
-//! twins, a secrets directory or a YAML config (DESIGN.md §2). It never
+//! twins, a secrets directory or a YAML config (ARCHITECTURE.md §2). It never
 //! talks to the network and never puts a secret into an error, a log line or a
 //! `Debug` string: errors name the *source* of a value, never the value.
 
@@ -430,7 +430,7 @@ pub struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    /// Resolves the credentials once, at start-up (DESIGN.md §2).
+    /// Resolves the credentials once, at start-up (ARCHITECTURE.md §2).
     pub fn resolve(&self) -> Result<CredentialSet, ResolveError> {
         let reader = source::Reader::new(self.env, self.secrets_dir);
         if let Some(path) = self.config_file {

@@ -1,5 +1,5 @@
 //! Reading credential values from environment variables, `NAME_FILE` files and
-//! a secrets directory (DESIGN.md §2).
+//! a secrets directory (ARCHITECTURE.md §2).
 //!
 //! Every value is checked here (one trailing newline stripped; empty, oversized,
 //! non-UTF-8 values and inner whitespace or control characters refused) and
@@ -197,7 +197,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads a secret file with the rules of DESIGN.md §2. `label` names it in errors.
+/// Reads a secret file with the rules of ARCHITECTURE.md §2. `label` names it in errors.
 pub fn read_secret_file(
     path: &Path,
     label: &str,
@@ -386,7 +386,7 @@ pub(super) struct Fields {
 }
 
 /// Turns the raw parts into a [`Credential`] that cannot be incomplete,
-/// noting the common mistakes of DESIGN.md §1 as warnings.
+/// noting the common mistakes of ARCHITECTURE.md §1 as warnings.
 pub(super) fn build(
     kind: Kind,
     secret: Option<Value>,

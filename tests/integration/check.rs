@@ -730,7 +730,7 @@ async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
 
 /// What the mock API answers for one path.
 enum Reply {
-    /// An error (or unauthenticated) body from shared/fixtures, as is.
+    /// An error (or unauthenticated) body from tests/fixtures, as is.
     Fixture(u16, &'static str),
     /// `user.json`, a private or the public repository, with `x-credential-type`.
     Authenticated(&'static str, &'static str),

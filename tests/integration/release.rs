@@ -75,3 +75,44 @@ fn the_man_page_is_roff_with_every_command() {
         "the hidden broker subcommand is documented"
     );
 }
+
+/// A plain clone is the whole project: no code, test, bench, example, CI
+/// script or Dockerfile reads from the folder around the checkout.
+#[test]
+fn nothing_reads_outside_the_checkout() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let outside = concat!("..", "/shared");
+    let mut offenders = Vec::new();
+    let mut scanned = 0;
+    for top in [
+        "src",
+        "tests",
+        "benches",
+        "examples",
+        ".ci",
+        "fuzz/fuzz_targets",
+        "Dockerfile",
+        "build.rs",
+    ] {
+        let top = root.join(top);
+        let files = if top.is_dir() {
+            crate::support::files_under(&top)
+        } else {
+            vec![top]
+        };
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            scanned += 1;
+            if text.contains(outside) || text.contains(concat!("DESIGN", ".md")) {
+                offenders.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(scanned > 30, "only {scanned} files scanned");
+    assert!(
+        offenders.is_empty(),
+        "these read or cite files outside the repository: {offenders:?}"
+    );
+}

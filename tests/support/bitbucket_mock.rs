@@ -1,5 +1,5 @@
 //! wiremock servers that answer like api.bitbucket.org, with the real
-//! response bodies from `shared/fixtures/bitbucket/`.
+//! response bodies from `tests/fixtures/bitbucket/` (see its SOURCES.md).
 
 #![allow(dead_code)]
 
@@ -8,7 +8,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub fn fixture(name: &str) -> String {
     let path = format!(
-        "{}/../shared/fixtures/bitbucket/{name}",
+        "{}/tests/fixtures/bitbucket/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -1,7 +1,7 @@
 //! Test harness: a builder that runs the real `bbinject` binary the way a CI
 //! job would (fresh temp dir, isolated `HOME` and git config, inherited
 //! `BITBUCKET_*`/`GIT_*`/`RUST_BACKTRACE` cleared), the git smart-HTTP server,
-//! Bitbucket API mocks answering with the real bodies from shared/fixtures,
+//! Bitbucket API mocks answering with the real bodies from tests/fixtures,
 //! and the leak scanner every secret-handling test ends with.
 
 #![allow(dead_code)]
@@ -78,6 +78,40 @@ impl Run {
             self.status, self.stdout, self.stderr
         )
     }
+}
+
+/// Every distinct `git` executable on `PATH`, in `PATH` order (duplicates by
+/// canonical path removed).
+pub fn gits_on_path() -> Vec<PathBuf> {
+    let mut seen = Vec::new();
+    let mut gits = Vec::new();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("git");
+        let Ok(real) = std::fs::canonicalize(&candidate) else {
+            continue;
+        };
+        if real.is_file() && !seen.contains(&real) {
+            seen.push(real);
+            gits.push(candidate);
+        }
+    }
+    gits
+}
+
+/// Tests that need root are `#[ignore = "needs root"]`, so a normal run
+/// lists them as skipped; `.ci/run` (root) runs them with `--ignored`. Run
+/// without root they fail loudly instead of passing.
+pub fn require_root() {
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        uid, "0",
+        "this test needs root (it is #[ignore]d for that reason)"
+    );
 }
 
 /// Builds one run of the binary in its own temp dir.
