@@ -431,3 +431,349 @@ fn worktree_configs_are_found_from_either_side() {
     assert!(!after.contains(MODULE_TOKEN));
     assert_output_clean(&run);
 }
+
+/// A fresh repository with `config` appended to its `.git/config`.
+fn repo_with(bb: &Bb, name: &str, config: &str) -> PathBuf {
+    let repo = bb.path(name);
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    run_git(&repo, &["init", "--quiet"]);
+    let path = repo.join(".git/config");
+    let mut text = std::fs::read_to_string(&path).expect("config");
+    text.push_str(config);
+    std::fs::write(&path, text).expect("write");
+    repo
+}
+
+#[test]
+fn an_unscoped_extra_header_and_a_bare_insteadof_are_reported_not_a_panic() {
+    let bb = Bb::new();
+    let repo = repo_with(
+        &bb,
+        "r",
+        &format!(
+            "[http]\n\textraHeader = Authorization: Bearer {HEADER_TOKEN}\n[url]\n\tinsteadOf = https://u:p@bitbucket.org/\n"
+        ),
+    );
+    let path = repo.display().to_string();
+    let check = scrub(&bb, &["--check", &path]);
+    assert_eq!(check.code(), 1, "{}", check.describe());
+    assert!(
+        check
+            .stdout
+            .contains("http.extraheader: found a credential for every host"),
+        "{}",
+        check.describe()
+    );
+    assert!(!check.stderr.contains("panicked"), "{}", check.describe());
+    let fix = scrub(&bb, &[&path]);
+    assert_eq!(fix.code(), 0, "{}", fix.describe());
+    let config = std::fs::read_to_string(repo.join(".git/config")).expect("read");
+    assert!(!config.contains(HEADER_TOKEN), "{config}");
+    // `url.insteadOf` without a base is no rule git applies: left alone.
+    assert!(
+        config.contains("insteadOf = https://u:p@bitbucket.org/"),
+        "{config}"
+    );
+    assert_output_clean(&fix);
+}
+
+#[test]
+fn a_location_never_shows_a_password_however_short() {
+    let bb = Bb::new();
+    let repo = repo_with(
+        &bb,
+        "r",
+        "[url \"https://jdoe:p@bitbucket.org/\"]\n\tinsteadOf = bb:\n",
+    );
+    let run = scrub(
+        &bb,
+        &["--check", "--format", "json", &repo.display().to_string()],
+    );
+    assert_eq!(run.code(), 1, "{}", run.describe());
+    let location = run.json()["findings"][0]["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(location, "url.https://jdoe:****@bitbucket.org/.insteadof");
+    assert!(!run.stdout.contains("jdoe:p@"), "{}", run.describe());
+}
+
+/// Runs `writer` (a shell loop printing one line per acknowledged write) for
+/// as long as `scrubs` scrub runs take, and returns the acknowledged values.
+fn beside_a_writer(bb: &Bb, writer: &str, scrub_args: &[&str], scrubs: usize) -> Vec<String> {
+    let stop = bb.path("stop");
+    let child = bb
+        .program("sh")
+        .args(["-c", writer])
+        .env("STOP", &stop)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("writer");
+    let mut failures = Vec::new();
+    for _ in 0..scrubs {
+        let run = scrub(bb, scrub_args);
+        assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+        if run.code() != 0 {
+            failures.push(run.describe());
+        }
+        assert_output_clean(&run);
+    }
+    std::fs::write(&stop, "").expect("stop");
+    let output = child.wait_with_output().expect("writer");
+    // A scrub may give up on a lock the writer holds; it must say so.
+    for failure in &failures {
+        assert!(
+            failure.contains("another process is writing it"),
+            "{failure}"
+        );
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_concurrent_git_config_writer_loses_nothing() {
+    let bb = Bb::new();
+    let repo = repo_with(&bb, "r", "");
+    let dir = repo.display().to_string();
+    // Each round plants a credential (so scrub has something to write) and
+    // adds a value; only writes git acknowledged are counted.
+    let writer = format!(
+        "i=0; while [ ! -e \"$STOP\" ]; do i=$((i+1)); \
+         git -C '{dir}' config --add remote.r$i.url https://x-token-auth:{MODULE_TOKEN}@bitbucket.org/a/b.git 2>/dev/null; \
+         git -C '{dir}' config --add test.value v$i 2>/dev/null && echo v$i; done"
+    );
+    let acknowledged = beside_a_writer(&bb, &writer, &[&dir], 40);
+    assert!(
+        acknowledged.len() > 20,
+        "the writer hardly ran: {}",
+        acknowledged.len()
+    );
+    let final_run = scrub(&bb, &[&dir]);
+    assert_eq!(final_run.code(), 0, "{}", final_run.describe());
+    let output = run_git(&repo, &["config", "--get-all", "test.value"]);
+    let kept: Vec<&str> = output.lines().collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|v| !kept.contains(&v.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    let config = std::fs::read_to_string(repo.join(".git/config")).expect("read");
+    assert!(!config.contains(MODULE_TOKEN), "a credential is left");
+}
+
+#[test]
+fn a_concurrent_credential_store_loses_nothing() {
+    let bb = Bb::new();
+    let credentials = bb.home().join(".git-credentials");
+    std::fs::write(&credentials, "").expect("credentials");
+    let writer = format!(
+        "i=0; while [ ! -e \"$STOP\" ]; do i=$((i+1)); \
+         printf \"protocol=https\\nhost=bitbucket.org\\nusername=u$i\\npassword={MODULE_TOKEN}\\n\\n\" | git credential-store store 2>/dev/null; \
+         printf \"protocol=https\\nhost=github.com\\nusername=u$i\\npassword=gh\\n\\n\" | git credential-store store 2>/dev/null && echo u$i; done"
+    );
+    let acknowledged = beside_a_writer(&bb, &writer, &["--global"], 40);
+    assert!(
+        acknowledged.len() > 20,
+        "the writer hardly ran: {}",
+        acknowledged.len()
+    );
+    let final_run = scrub(&bb, &["--global"]);
+    assert_eq!(final_run.code(), 0, "{}", final_run.describe());
+    let text = std::fs::read_to_string(&credentials).expect("read");
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|u| !text.contains(&format!("https://{u}:gh@github.com\n")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged lines lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    assert!(!text.contains(MODULE_TOKEN), "a credential is left");
+}
+
+#[test]
+fn a_symlinked_config_is_written_through_the_link() {
+    let bb = Bb::new();
+    let repo = repo_with(&bb, "r", "");
+    let real = bb.path("shared-config");
+    let config = repo.join(".git/config");
+    let mut text = std::fs::read_to_string(&config).expect("read");
+    text.push_str(&format!(
+        "[remote \"origin\"]\n\turl = https://jdoe:{APP_PASSWORD}@bitbucket.org/acme/app.git\n"
+    ));
+    std::fs::write(&real, text).expect("write");
+    std::fs::remove_file(&config).expect("rm");
+    std::os::unix::fs::symlink(&real, &config).expect("symlink");
+    let run = scrub(&bb, &[&repo.display().to_string()]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(
+        run.stdout.contains("removed a credential"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        std::fs::symlink_metadata(&config)
+            .expect("meta")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    let after = std::fs::read_to_string(&real).expect("read");
+    assert!(
+        !after.contains(APP_PASSWORD),
+        "the target keeps the secret:\n{after}"
+    );
+    assert!(
+        after.contains("url = https://jdoe@bitbucket.org/acme/app.git"),
+        "{after}"
+    );
+    assert_output_clean(&run);
+}
+
+#[test]
+fn a_symlink_loop_under_modules_ends_and_a_gitdir_outside_is_named() {
+    let bb = Bb::new();
+    let repo = repo_with(&bb, "r", "");
+    let modules = repo.join(".git/modules/lib");
+    std::fs::create_dir_all(&modules).expect("mkdir");
+    std::fs::write(modules.join("config"), format!("[remote \"origin\"]\n\turl = https://x-token-auth:{MODULE_TOKEN}@bitbucket.org/a/lib.git\n")).expect("write");
+    std::os::unix::fs::symlink(repo.join(".git/modules"), modules.join("loop")).expect("symlink");
+    // A work tree whose .git file points at the repository above.
+    let linked = bb.path("linked");
+    std::fs::create_dir_all(&linked).expect("mkdir");
+    std::fs::write(
+        linked.join(".git"),
+        format!("gitdir: {}\n", repo.join(".git").display()),
+    )
+    .expect("write");
+    let output = bb
+        .program("timeout")
+        .args(["20"])
+        .arg(assert_cmd::cargo::cargo_bin!("bbinject"))
+        .args(["scrub", "--check", &linked.display().to_string()])
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 1, "{}", run.describe());
+    assert_eq!(
+        run.stdout.matches("found a credential").count(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert!(run.stderr.contains("not followed"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("outside the path given"),
+        "{}",
+        run.describe()
+    );
+    assert_output_clean(&run);
+}
+
+#[test]
+fn included_files_are_scrubbed_inside_the_repository_and_reported_outside_it() {
+    let bb = Bb::new();
+    let inside = format!(
+        "[remote \"origin\"]\n\turl = https://jdoe:{APP_PASSWORD}@bitbucket.org/acme/app.git\n"
+    );
+    let outside_file = bb.path("team.gitconfig");
+    std::fs::write(
+        &outside_file,
+        format!("[http]\n\textraHeader = Authorization: Bearer {HEADER_TOKEN}\n"),
+    )
+    .expect("write");
+    let repo = repo_with(
+        &bb,
+        "r",
+        &format!(
+            "[include]\n\tpath = extra.config\n\tpath = {}\n",
+            outside_file.display()
+        ),
+    );
+    std::fs::write(repo.join(".git/extra.config"), &inside).expect("write");
+    let path = repo.display().to_string();
+
+    let check = scrub(&bb, &["--check", &path]);
+    assert_eq!(check.code(), 1, "{}", check.describe());
+    assert_eq!(
+        check.stdout.matches("found a credential").count(),
+        2,
+        "{}",
+        check.describe()
+    );
+
+    let fix = scrub(&bb, &[&path]);
+    assert_eq!(fix.code(), 2, "{}", fix.describe());
+    assert!(
+        fix.stderr.contains("outside the paths given"),
+        "{}",
+        fix.describe()
+    );
+    assert!(
+        fix.stdout.contains("1 of 2 credential(s) removed"),
+        "{}",
+        fix.describe()
+    );
+    let extra = std::fs::read_to_string(repo.join(".git/extra.config")).expect("read");
+    assert!(!extra.contains(APP_PASSWORD), "{extra}");
+    let outside = std::fs::read_to_string(&outside_file).expect("read");
+    assert!(
+        outside.contains(HEADER_TOKEN),
+        "a file outside the repository was edited"
+    );
+    assert_output_clean(&fix);
+}
+
+#[test]
+fn a_non_utf8_config_and_a_missing_path_say_what_is_wrong() {
+    let bb = Bb::new();
+    let repo = repo_with(&bb, "r", "");
+    let config = repo.join(".git/config");
+    let mut bytes = std::fs::read(&config).expect("read");
+    bytes.extend_from_slice(b"[user]\n\tname = Ren\xe9\n");
+    std::fs::write(&config, bytes).expect("write");
+    let run = scrub(&bb, &[&repo.display().to_string()]);
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("is not UTF-8 text"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("no Bitbucket credentials found"),
+        "{}",
+        run.describe()
+    );
+
+    let missing = bb.path("no-such-dir").display().to_string();
+    let run = scrub(&bb, &[&missing]);
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains(&format!("{missing}: no such file or directory")),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("not a git repository"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("nothing was lost"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.is_empty(), "{}", run.describe());
+}
