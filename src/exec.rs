@@ -207,6 +207,10 @@ pub(crate) async fn preflight_and_tokens(
         || set
             .credentials()
             .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
+    if skip {
+        // The preflight report would carry these; without it, say them here.
+        print_credential_warnings(set);
+    }
     if !needs_http {
         return Ok(Ok(set.credentials().map(|_| None).collect()));
     }
@@ -444,6 +448,24 @@ async fn finish_pumps(pumps: Vec<tokio::sync::oneshot::Receiver<()>>) {
             return;
         }
     }
+}
+
+/// What resolution noticed about the credentials (file permissions, a
+/// username where the email belongs…), for runs without a preflight report.
+fn print_credential_warnings(set: &CredentialSet) {
+    let mut err = Vec::new();
+    for credential in set.credentials() {
+        for warning in &credential.warnings {
+            let _ = writeln!(
+                err,
+                "bbinject: warning[{}] {}\n  hint: {}",
+                warning.code, warning.message, warning.hint
+            );
+        }
+    }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(&redact::redact_own(&err));
 }
 
 pub(crate) fn print_problems(report: &Report) {

@@ -10,8 +10,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::source::{Fields, Reader, SourceError, Value, read_secret_file};
+use super::source::{
+    Fields, FileProblem, Reader, SourceError, Value, read_regular_file, read_secret_file,
+};
 use super::{Credential, CredentialSet, Kind, RepoRef, ResolveError, Scope};
+
+/// The largest config we read: a config with hundreds of credentials is a few
+/// dozen KiB; `--config /dev/zero` or a mistaken log file must not fill memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Option defaults a config file may set; command-line flags win over them.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -81,12 +87,30 @@ impl ConfigError {
 /// Loads the config at `path`; `reader` resolves `secret_env` references.
 pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+    let unreadable = |reason: String| ConfigError::Unreadable {
         path: shown.clone(),
-        reason: e.kind().to_string(),
+        reason,
+    };
+    // The file may hold secrets (`secret:`): our copies are wiped when done.
+    let (bytes, _) = read_regular_file(path, MAX_CONFIG_BYTES).map_err(|p| match p {
+        FileProblem::Missing => unreadable("it does not exist".into()),
+        FileProblem::Directory => unreadable("it is a directory".into()),
+        FileProblem::NotAFile(what) => unreadable(format!("it is {what}, not a regular file")),
+        FileProblem::Unreadable(reason) => unreadable(reason),
+        FileProblem::TooLarge => unreadable(format!(
+            "it is larger than {} KiB, which no config is",
+            MAX_CONFIG_BYTES / 1024
+        )),
     })?;
-    // The file may hold secrets (`secret:`): wipe our copy when done.
-    let text = zeroize::Zeroizing::new(text);
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) => zeroize::Zeroizing::new(text.to_owned()),
+        Err(e) => {
+            return Err(unreadable(format!(
+                "it is not UTF-8 (the first bad byte is at offset {})",
+                e.valid_up_to()
+            )));
+        }
+    };
     let options = serde_saphyr::options! {
         with_snippet: false,
         strict_booleans: true,
@@ -105,7 +129,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
     }
 
     let mut entries: Vec<(Vec<Scope>, Credential)> = Vec::new();
-    for (index, rc) in raw.credentials.into_iter().enumerate() {
+    for (index, mut rc) in raw.credentials.into_iter().enumerate() {
         let name = rc
             .name
             .clone()
@@ -115,7 +139,8 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
         }
         let scopes = scopes(&rc.matches).map_err(|bad| {
             invalid(format!(
-                "credential `{name}`: match entry `{bad}` is not WORKSPACE or WORKSPACE/SLUG"
+                "credential `{name}`: `match` entry {} is not WORKSPACE or WORKSPACE/SLUG (its value is not shown)",
+                bad + 1
             ))
         })?;
         for scope in &scopes {
@@ -132,7 +157,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
             name: name.clone(),
             error,
         };
-        let secret = credential_secret(&rc, &shown, &name, reader).map_err(|e| match e {
+        let secret = credential_secret(&mut rc, &shown, &name, reader).map_err(|e| match e {
             Ok(source_error) => secret_error(source_error),
             Err(message) => invalid(message),
         })?;
@@ -166,7 +191,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
 type SecretResult = Result<Option<Value>, Result<SourceError, String>>;
 
 fn credential_secret(
-    rc: &RawCredential,
+    rc: &mut RawCredential,
     path: &str,
     name: &str,
     reader: &Reader<'_>,
@@ -189,9 +214,10 @@ fn credential_secret(
             )));
         }
     }
-    if let Some(inline) = &rc.secret {
+    if let Some(inline) = rc.secret.take() {
         let source = format!("config:{path}#{name}.secret");
-        let text = zeroize::Zeroizing::new(inline.clone());
+        // Moved, not copied: the only copy is wiped on drop.
+        let text = zeroize::Zeroizing::new(inline);
         let text = super::source::validate_value(text, &source).map_err(Ok)?;
         return Ok(Some(Value {
             text,
@@ -200,7 +226,15 @@ fn credential_secret(
         }));
     }
     if let Some(file) = &rc.secret_file {
-        let label = format!("secret_file {file}");
+        // A value pasted where the path belongs must not be echoed: a path is
+        // shown only when it looks like one.
+        let label = if looks_like_a_path(file) {
+            format!("secret_file {file}")
+        } else {
+            format!(
+                "credential `{name}`: secret_file (a relative path, not shown in case it is a pasted secret)"
+            )
+        };
         let (text, warnings) = read_secret_file(Path::new(file), &label).map_err(Ok)?;
         return Ok(Some(Value {
             text,
@@ -209,6 +243,12 @@ fn credential_secret(
         }));
     }
     if let Some(variable) = &rc.secret_env {
+        if !is_variable_name(variable) {
+            return Err(Err(format!(
+                "credential `{name}`: secret_env must name an environment variable (upper-case \
+                 letters, digits and `_`); the value given is not one, and is not shown"
+            )));
+        }
         return match reader.env_only(variable).map_err(Ok)? {
             Some(value) => Ok(Some(value)),
             None => Err(Err(format!(
@@ -219,25 +259,48 @@ fn credential_secret(
     Ok(None)
 }
 
+/// `NAME` of an environment variable as CI systems write them; anything else
+/// (a pasted token, most likely) is not echoed.
+fn is_variable_name(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// An absolute path or one that starts like a relative path: safe to show.
+fn looks_like_a_path(text: &str) -> bool {
+    ["/", "./", "../", "~/"].iter().any(|p| text.starts_with(p))
+}
+
+/// A short, token-unlike word (a key or variant name): safe to show.
+pub(super) fn is_harmless_word(text: &str) -> bool {
+    (1..=20).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || matches!(c, '_' | '-'))
+}
+
 /// Turns `match:` entries into scopes; an empty list means "any repository".
-fn scopes(matches: &[String]) -> Result<Vec<Scope>, String> {
+/// A bad entry is reported by its index (0-based), never its value.
+fn scopes(matches: &[String]) -> Result<Vec<Scope>, usize> {
     if matches.is_empty() {
         return Ok(vec![Scope::Any]);
     }
     matches
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(index, m)| {
             if m.contains('/') {
-                RepoRef::parse(m)
-                    .map(Scope::Repository)
-                    .map_err(|_| m.clone())
+                RepoRef::parse(m).map(Scope::Repository).map_err(|_| index)
             } else if !m.is_empty()
                 && m.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             {
                 Ok(Scope::Workspace(m.to_ascii_lowercase()))
             } else {
-                Err(m.chars().take(64).collect())
+                Err(index)
             }
         })
         .collect()
@@ -265,12 +328,11 @@ fn without_quoted_values(message: &str) -> String {
             Some(end) => {
                 let inner = &after[..end];
                 // A one-character quote is YAML syntax (`'-'`), never a secret.
+                // A variant the user wrote is a *value* (it may be a secret
+                // on the wrong line): never shown; the expected ones are ours.
+                let user_value = out.ends_with("unknown variant ");
                 let identifier = inner.chars().count() <= 1
-                    || quote == '`'
-                        && inner.len() <= 32
-                        && inner
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+                    || quote == '`' && !user_value && is_harmless_word(inner);
                 if identifier {
                     out.push(quote);
                     out.push_str(inner);
@@ -394,6 +456,60 @@ mod tests {
                 .unwrap_or_else(|| panic!("accepted {yaml}"));
             assert!(err.to_string().contains(expected), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn config_errors_never_quote_a_value_from_any_key() {
+        let lower = "sekritlowercasevalue";
+        let cases = [
+            format!("credentials:\n  - kind: api_token\n    secret_env: {FAKE}\n"),
+            format!("credentials:\n  - kind: api_token\n    secret_file: {FAKE}\n"),
+            format!(
+                "credentials:\n  - kind: api_token\n    match: [\"{FAKE}+/=\"]\n    secret: {FAKE}\n"
+            ),
+            format!("credentials:\n  - kind: {lower}\n    secret: x\n"),
+            format!(
+                "defaults:\n  need: {lower}\ncredentials:\n  - kind: api_token\n    secret: {FAKE}\n"
+            ),
+        ];
+        for yaml in cases {
+            let err = load_str(&yaml, &[])
+                .err()
+                .unwrap_or_else(|| panic!("accepted:\n{yaml}"));
+            let text = format!("{err} {}", err.hint());
+            assert!(
+                !text.contains("FAKE") && !text.contains(lower),
+                "value echoed: {text}"
+            );
+            assert!(text.contains("bbinject.yaml"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_or_a_huge_config_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .expect("mkfifo");
+        let env: HashMap<String, OsString> = HashMap::new();
+        let Err(err) = load(&fifo, &Reader::new(&env, None)) else {
+            panic!("a FIFO was accepted")
+        };
+        assert!(err.to_string().contains("named pipe"), "{err}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).expect("write");
+        let Err(err) = load(&big, &Reader::new(&env, None)) else {
+            panic!("a huge config was accepted")
+        };
+        assert!(err.to_string().contains("larger than"), "{err}");
+        let Err(err) = load(std::path::Path::new("/dev/zero"), &Reader::new(&env, None)) else {
+            panic!("/dev/zero was accepted")
+        };
+        assert!(err.to_string().contains("a device"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub enum SourceError {
     Missing { origin: String },
     #[error("{origin}: is a directory, not a file")]
     Directory { origin: String },
+    #[error("{origin}: is {what}, not a regular file")]
+    NotAFile { origin: String, what: &'static str },
     #[error("{origin}: cannot be read ({reason})")]
     Unreadable { origin: String, reason: String },
     #[error("{origin}: is empty")]
@@ -62,6 +64,18 @@ pub enum SourceError {
         what: &'static str,
         position: usize,
     },
+    #[error("{origin}: contains an invisible character (U+{code:04X}) at byte {position}")]
+    Invisible {
+        origin: String,
+        code: u32,
+        position: usize,
+    },
+    #[error(
+        "{origin}: contains `:`, which cannot be part of a username in HTTP Basic authentication"
+    )]
+    ColonInUsername { origin: String },
+    #[error("--secrets-dir {path}: {reason}")]
+    SecretsDir { path: String, reason: &'static str },
 }
 
 impl SourceError {
@@ -70,7 +84,9 @@ impl SourceError {
             SourceError::Conflict { .. } => {
                 "set the value in one place only: NAME, NAME_FILE or the secrets directory".into()
             }
-            SourceError::Missing { .. } | SourceError::Directory { .. } => {
+            SourceError::Missing { .. }
+            | SourceError::Directory { .. }
+            | SourceError::NotAFile { .. } => {
                 "point it at the file that holds the secret (for Docker/Kubernetes secrets, usually \
                  /run/secrets/<name>)"
                     .into()
@@ -87,6 +103,19 @@ impl SourceError {
             }
             SourceError::BadCharacter { .. } => {
                 "a token is one word: check for a pasted label, a space or quotes around the value"
+                    .into()
+            }
+            SourceError::Invisible { .. } => {
+                "the value was pasted with a hidden character (a zero-width space or similar): \
+                 paste the token again from Bitbucket into a plain-text field"
+                    .into()
+            }
+            SourceError::ColonInUsername { .. } => {
+                "set the Bitbucket username (Personal settings > Account settings), not user:password"
+                    .into()
+            }
+            SourceError::SecretsDir { .. } => {
+                "point --secrets-dir at the directory where the CI mounts its secrets (e.g. /run/secrets)"
                     .into()
             }
         }
@@ -124,6 +153,20 @@ impl<'a> Reader<'a> {
     /// Reads variable `name` from `NAME`, `NAME_FILE` or `<secrets dir>/<name>`;
     /// more than one of them set is an error.
     pub fn variable(&self, name: &str) -> Result<Option<Value>, SourceError> {
+        if let Some(dir) = self.secrets_dir {
+            let reason = match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some("is not a directory"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+                Err(_) => Some("cannot be read"),
+            };
+            if let Some(reason) = reason {
+                return Err(SourceError::SecretsDir {
+                    path: dir.display().to_string(),
+                    reason,
+                });
+            }
+        }
         let file_name = format!("{name}_FILE");
         let direct = self.env.var_os(name);
         let file = self.env.var_os(&file_name);
@@ -197,57 +240,119 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What a path that is not a regular file is, for an error message.
+fn file_type_name(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// A problem reading a bounded regular file, for the callers to name.
+pub enum FileProblem {
+    Missing,
+    Directory,
+    NotAFile(&'static str),
+    Unreadable(String),
+    TooLarge,
+}
+
+/// Reads at most `max` bytes of the regular file at `path`. Anything else (a
+/// FIFO, a socket, a device) is refused without blocking: the file is opened
+/// non-blocking and checked through its handle, so a path swapped between a
+/// check and the open cannot make us wait for a writer.
+pub fn read_regular_file(
+    path: &Path,
+    max: u64,
+) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), FileProblem> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let reason = |e: &std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => FileProblem::Missing,
+        _ => FileProblem::Unreadable(io_reason(e)),
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| reason(&e))?;
+    if metadata.is_dir() {
+        return Err(FileProblem::Directory);
+    }
+    if !metadata.is_file() {
+        return Err(FileProblem::NotAFile(file_type_name(metadata.file_type())));
+    }
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+        .map_err(|e| reason(&e))?;
+    let metadata = file.metadata().map_err(|e| reason(&e))?;
+    if !metadata.is_file() {
+        return Err(FileProblem::NotAFile(file_type_name(metadata.file_type())));
+    }
+    if metadata.len() > max {
+        return Err(FileProblem::TooLarge);
+    }
+    // Read through a bound as well: /proc files report a length of 0.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| reason(&e))?;
+    if bytes.len() as u64 > max {
+        return Err(FileProblem::TooLarge);
+    }
+    Ok((bytes, metadata))
+}
+
+/// Whether a secret file's mode lets someone other than its owner read it,
+/// and who: `others`, or `its group` when the group is not one of ours (a
+/// Kubernetes `fsGroup` with mode 0440 is the group we run in, and fine).
+fn readable_by_others(metadata: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = metadata.permissions().mode();
+    if mode & 0o004 != 0 {
+        return Some("other users");
+    }
+    if mode & 0o040 != 0 {
+        let gid = metadata.gid();
+        let ours = rustix::process::getegid().as_raw() == gid
+            || rustix::process::getgroups()
+                .map(|groups| groups.iter().any(|g| g.as_raw() == gid))
+                .unwrap_or(false);
+        if !ours {
+            return Some("its group, which this process is not in,");
+        }
+    }
+    None
+}
+
 /// Reads a secret file with the rules of ARCHITECTURE.md §2. `label` names it in errors.
 pub fn read_secret_file(
     path: &Path,
     label: &str,
 ) -> Result<(Zeroizing<String>, Vec<Warning>), SourceError> {
-    let source = || label.to_owned();
-    let metadata = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SourceError::Missing { origin: source() });
-        }
-        Err(e) => {
-            return Err(SourceError::Unreadable {
-                origin: source(),
-                reason: io_reason(&e),
-            });
-        }
-    };
-    if metadata.is_dir() {
-        return Err(SourceError::Directory { origin: source() });
-    }
-    if metadata.len() > MAX_SECRET_FILE_BYTES {
-        return Err(SourceError::TooLarge { origin: source() });
-    }
-    let file = std::fs::File::open(path).map_err(|e| SourceError::Unreadable {
-        origin: source(),
-        reason: io_reason(&e),
-    })?;
-    // Read through a bound as well: /proc files and pipes report a length of 0.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
-    file.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| SourceError::Unreadable {
-            origin: source(),
-            reason: io_reason(&e),
+    let origin = label.to_owned();
+    let (mut bytes, metadata) =
+        read_regular_file(path, MAX_SECRET_FILE_BYTES).map_err(|problem| match problem {
+            FileProblem::Missing => SourceError::Missing { origin },
+            FileProblem::Directory => SourceError::Directory { origin },
+            FileProblem::NotAFile(what) => SourceError::NotAFile { origin, what },
+            FileProblem::Unreadable(reason) => SourceError::Unreadable { origin, reason },
+            FileProblem::TooLarge => SourceError::TooLarge { origin },
         })?;
-    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(SourceError::TooLarge { origin: source() });
-    }
 
     let mut warnings = Vec::new();
-    let mode = metadata.permissions().mode();
-    if mode & 0o044 != 0 {
+    if let Some(who) = readable_by_others(&metadata) {
+        let mode = metadata.permissions().mode();
         warnings.push(Warning {
             code: "secret-file-permissions",
-            message: format!(
-                "{label} is readable by other users (mode {:03o})",
-                mode & 0o777
-            ),
+            message: format!("{label} is readable by {who} (mode {:03o})", mode & 0o777),
             hint:
-                "restrict it to its owner (chmod 600, or defaultMode: 0400 for a Kubernetes secret)"
+                "restrict it (chmod 600; for a Kubernetes secret, defaultMode: 0400, or 0440 with \
+                   an fsGroup the pod runs in)"
                     .into(),
         });
     }
@@ -256,9 +361,27 @@ pub fn read_secret_file(
     let text = String::from_utf8(bytes).map_err(|e| {
         // The rejected bytes are inside the error: wipe them before dropping.
         drop(Zeroizing::new(e.into_bytes()));
-        SourceError::NotUtf8 { origin: source() }
+        SourceError::NotUtf8 {
+            origin: label.to_owned(),
+        }
     })?;
     Ok((validate_value(Zeroizing::new(text), label)?, warnings))
+}
+
+/// Characters that cannot be seen and are never part of a Bitbucket secret:
+/// zero-width and bidirectional marks, the soft hyphen, a BOM inside a value.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Strips one trailing `\n` or `\r\n` and refuses empty values and values with
@@ -267,6 +390,18 @@ pub(super) fn validate_value(
     mut text: Zeroizing<String>,
     source: &str,
 ) -> Result<Zeroizing<String>, SourceError> {
+    // Windows editors start UTF-8 files with a byte order mark; it is never
+    // part of the secret.
+    if text.starts_with('\u{FEFF}') {
+        text.replace_range(..'\u{FEFF}'.len_utf8(), "");
+    }
+    if let Some((position, c)) = text.char_indices().find(|(_, c)| is_invisible(*c)) {
+        return Err(SourceError::Invisible {
+            origin: source.to_owned(),
+            code: u32::from(c),
+            position,
+        });
+    }
     let len = text.len();
     if text.ends_with("\r\n") {
         text.truncate(len - 2);
@@ -401,6 +536,16 @@ pub(super) fn build(
         Kind::OauthClientCredentials => incomplete("BITBUCKET_OAUTH_CLIENT_SECRET"),
         _ => incomplete("the secret"),
     })?;
+    // git and HTTP Basic split `user:password` at the first colon: a username
+    // holding one would put part of it in the password.
+    if let Some((source, username)) = &fields.username
+        && username.contains(':')
+    {
+        return Err(SourceError::ColonInUsername {
+            origin: source.trim_start_matches("env:").to_owned(),
+        }
+        .into());
+    }
     let mut warnings = secret_value.warnings.clone();
     let secret_source = secret_value.source.clone();
     let secret = secret_value.into_secret();
@@ -812,5 +957,101 @@ mod tests {
         let env = self::env(&[(ACCESS_TOKEN, FAKE_TOKEN)]);
         let err = from_variables(&Reader::new(&env, Some(dir.path()))).expect_err("both");
         assert!(err.to_string().contains("bitbucket_access_token"), "{err}");
+    }
+
+    #[test]
+    fn fifos_sockets_and_devices_are_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("bitbucket_api_token");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .expect("mkfifo");
+        // A blocking open of a FIFO with no writer would never return.
+        let err = read_secret_file(&fifo, "X_FILE=fifo").expect_err("fifo");
+        assert!(err.to_string().contains("named pipe"), "{err}");
+        let env = env(&[]);
+        let err = from_variables(&Reader::new(&env, Some(dir.path()))).expect_err("fifo in dir");
+        assert!(
+            err.to_string()
+                .contains("bitbucket_api_token: is a named pipe"),
+            "{err}"
+        );
+        let err = read_secret_file(Path::new("/dev/zero"), "X_FILE=/dev/zero").expect_err("dev");
+        assert!(err.to_string().contains("is a device"), "{err}");
+    }
+
+    #[test]
+    fn a_leading_bom_is_stripped_and_invisible_characters_are_refused() {
+        let bom = format!("\u{FEFF}{FAKE_TOKEN}");
+        let cred = resolve(&[(API_TOKEN, &bom)]).expect("a BOM is stripped");
+        assert_eq!(
+            cred.fingerprint(),
+            resolve(&[(API_TOKEN, FAKE_TOKEN)])
+                .expect("ok")
+                .fingerprint()
+        );
+        for (value, code) in [
+            (format!("{FAKE_TOKEN}\u{200B}"), "U+200B"),
+            (format!("FAKE\u{2060}{FAKE_TOKEN}"), "U+2060"),
+            (format!("{FAKE_TOKEN}\u{FEFF}x"), "U+FEFF"),
+            (format!("\u{00AD}{FAKE_TOKEN}"), "U+00AD"),
+        ] {
+            let err = resolve(&[(API_TOKEN, &value)]).expect_err("invisible");
+            let text = err.to_string();
+            assert!(
+                text.contains(code) && text.contains(API_TOKEN) && text.contains("at byte"),
+                "{text}"
+            );
+            assert_no_secret(&text);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("\u{FEFF}{FAKE_TOKEN}\r\n")).expect("write");
+        let (text, _) = read_secret_file(&path, "X_FILE=token").expect("BOM stripped");
+        assert_eq!(text.as_str(), FAKE_TOKEN);
+    }
+
+    #[test]
+    fn a_username_with_a_colon_and_a_missing_secrets_dir_are_named() {
+        let err =
+            resolve(&[(API_TOKEN, FAKE_TOKEN), (USERNAME, "jdoe:FAKEFAKE")]).expect_err("colon");
+        assert!(
+            err.to_string().contains("BITBUCKET_USERNAME: contains `:`"),
+            "{err}"
+        );
+        assert_no_secret(&err.to_string());
+        let env = env(&[]);
+        let err = from_variables(&Reader::new(&env, Some(Path::new("/nonexistent/secrets"))))
+            .expect_err("missing dir");
+        assert_eq!(
+            err.to_string(),
+            "--secrets-dir /nonexistent/secrets: does not exist"
+        );
+    }
+
+    #[test]
+    fn a_file_readable_by_our_own_group_is_fine_but_others_are_warned() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, FAKE_TOKEN).expect("write");
+        // The file's group is our own egid (we created it): 0440 as with fsGroup.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).expect("chmod");
+        let (_, warnings) = read_secret_file(&path, "X_FILE=token").expect("ok");
+        assert!(
+            warnings.is_empty(),
+            "{:?}",
+            warnings.iter().map(|w| &w.message).collect::<Vec<_>>()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        let (_, warnings) = read_secret_file(&path, "X_FILE=token").expect("ok");
+        assert!(
+            warnings[0].message.contains("other users (mode 444)"),
+            "{}",
+            warnings[0].message
+        );
     }
 }

@@ -322,3 +322,162 @@ fn urls_that_are_not_urls_or_plain_http_to_a_remote_host() {
         );
     }
 }
+
+/// Runs `bb` under `timeout 20`, so a hang fails the test instead of the suite.
+fn run_bounded(bb: &Bb) -> Run {
+    Run::from(bb.bounded(20).output().expect("run"))
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_or_device_anywhere_a_secret_or_config_is_read_is_refused_at_once() {
+    let bb = Bb::new();
+    let fifo = bb.path("pipe");
+    mkfifo(&fifo);
+    let dir = bb.path("secrets");
+    std::fs::create_dir(&dir).expect("mkdir");
+    mkfifo(&dir.join("bitbucket_api_token"));
+    let fifo_s = fifo.display().to_string();
+    let cases: Vec<(Bb, &str)> = vec![
+        (
+            Bb::new()
+                .env("BITBUCKET_API_TOKEN_FILE", &fifo_s)
+                .args(["check"]),
+            "BITBUCKET_API_TOKEN_FILE=",
+        ),
+        (
+            Bb::new().args(["--secrets-dir", &dir.display().to_string(), "check"]),
+            "bitbucket_api_token: is a named pipe (FIFO)",
+        ),
+        (
+            Bb::new().args(["--config", &fifo_s, "check"]),
+            "it is a named pipe (FIFO), not a regular file",
+        ),
+        (
+            Bb::new().args(["--config", "/dev/zero", "check"]),
+            "it is a device, not a regular file",
+        ),
+        (
+            Bb::new()
+                .env("BBINJECT_CONFIG", "/dev/zero")
+                .args(["exec", "--", "true"]),
+            "config /dev/zero",
+        ),
+    ];
+    for (case, expected) in cases {
+        let run = run_bounded(&case);
+        assert_ne!(run.code(), 124, "timed out: {expected}");
+        assert_usage_error(&run, expected);
+    }
+}
+
+#[test]
+fn a_bom_is_stripped_so_the_real_token_is_masked_and_invisible_characters_are_refused() {
+    let with_bom = format!("\u{FEFF}{FAKE_API_TOKEN}");
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", &with_bom).args([
+        "exec",
+        "--no-preflight",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo {FAKE_API_TOKEN}"),
+    ]);
+    let run = run_bounded(&bb);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert_eq!(run.stdout.trim(), "****", "{}", run.describe());
+
+    for (value, offset) in [
+        (format!("{FAKE_API_TOKEN}\u{200B}"), FAKE_API_TOKEN.len()),
+        ("ATATT3\u{200D}xFAKE-rest-of-token-000000000".to_owned(), 6),
+    ] {
+        let (bb, run) = check_with(Bb::new().env("BITBUCKET_API_TOKEN", &value));
+        assert_usage_error(
+            &run,
+            "BITBUCKET_API_TOKEN: contains an invisible character (U+",
+        );
+        assert!(
+            run.stderr.contains(&format!("at byte {offset}")),
+            "{}",
+            run.describe()
+        );
+        assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[]);
+    }
+}
+
+#[test]
+fn exec_without_preflight_still_warns_about_a_readable_secret_file() {
+    let bb = Bb::new();
+    let file = bb.file("token", FAKE_API_TOKEN.as_bytes(), 0o644);
+    let bb = bb
+        .env("BITBUCKET_ACCESS_TOKEN_FILE", file.display().to_string())
+        .args(["exec", "--no-preflight", "--", "true"]);
+    let run = run_bounded(&bb);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(
+        run.stderr.contains("warning[secret-file-permissions]")
+            && run.stderr.contains("readable by other users (mode 644)"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_missing_secrets_dir_and_a_username_with_a_colon_are_named() {
+    let (_, run) = check_with(Bb::new().args(["--secrets-dir", "/nonexistent/run/secrets"]));
+    assert_usage_error(
+        &run,
+        "--secrets-dir /nonexistent/run/secrets: does not exist",
+    );
+    let (bb, run) = check_with(
+        Bb::new()
+            .env("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)
+            .env("BITBUCKET_USERNAME", "jdoe:hunter2hunter2"),
+    );
+    assert_usage_error(&run, "BITBUCKET_USERNAME: contains `:`");
+    assert!(!run.stderr.contains("hunter2"), "{}", run.describe());
+    assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[]);
+}
+
+#[test]
+fn config_errors_never_quote_a_value_on_stderr_or_in_json() {
+    let lower = "sekritlowercasevalue";
+    let yamls = [
+        format!("credentials:\n  - kind: api_token\n    secret_env: {FAKE_API_TOKEN}\n"),
+        format!("credentials:\n  - kind: api_token\n    secret_file: {FAKE_API_TOKEN}\n"),
+        format!(
+            "credentials:\n  - kind: api_token\n    match: [\"{FAKE_API_TOKEN}+=\"]\n    secret: {FAKE_API_TOKEN}\n"
+        ),
+        format!("credentials:\n  - kind: {lower}\n    secret: x\n"),
+        format!(
+            "defaults:\n  need: {lower}\ncredentials:\n  - kind: api_token\n    secret: {FAKE_API_TOKEN}\n"
+        ),
+    ];
+    for yaml in yamls {
+        let bb = Bb::new();
+        let config = bb.file("c.yaml", yaml.as_bytes(), 0o600);
+        for format in ["text", "json"] {
+            let (_, run) = check_args(
+                Bb::new().env("BBINJECT_CONFIG", config.display().to_string()),
+                &["--format", format],
+            );
+            assert_eq!(run.code(), 2, "{}", run.describe());
+            for text in [&run.stdout, &run.stderr] {
+                assert!(!text.contains(lower), "{yaml}\n{}", run.describe());
+            }
+            assert_no_leak(
+                &run,
+                bb.dir.path(),
+                FAKE_API_TOKEN,
+                &[],
+                std::slice::from_ref(&config),
+            );
+        }
+    }
+}

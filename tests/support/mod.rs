@@ -175,6 +175,22 @@ impl Bb {
 
     /// Any program (a shell, git) with the same isolated environment.
     pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = self.isolated(program);
+        cmd.args(&self.args);
+        cmd
+    }
+
+    /// The binary under `timeout SECS`, so a hang fails a test instead of the suite.
+    pub fn bounded(&self, secs: u32) -> std::process::Command {
+        let mut cmd = self.isolated("timeout");
+        cmd.arg(secs.to_string())
+            .arg(assert_cmd::cargo::cargo_bin!("bbinject"))
+            .args(&self.args)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    fn isolated(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .current_dir(self.dir.path())
@@ -188,7 +204,6 @@ impl Bb {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.args(&self.args);
         cmd
     }
 
