@@ -117,6 +117,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<Ex
             allow,
             max_uses: args.max_uses,
             stop_when_used_up: false,
+            revocable: false,
         },
         capability,
     )

@@ -13,39 +13,17 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
-
-use crate::broker::policy::{AllowList, Origin};
-use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault, VaultEntry};
+use crate::broker::detached::Handoff;
+use crate::broker::server::{RuntimeDir, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
 use crate::cli::{Cli, ExportArgs, ExportFormat};
-use crate::credential::{Environment, Scope};
+use crate::credential::Environment;
 use crate::error::{Error, ExitCode};
 use crate::redact::eprint_line;
-use crate::secret::Secret;
 
-/// How long `export` waits for the detached broker to be ready.
+/// How long `export` waits for the detached broker to be ready, unless
+/// `BBINJECT_BROKER_READY_TIMEOUT_MS` says otherwise (a very slow agent).
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest hand-off a detached broker accepts.
-const MAX_HANDOFF_BYTES: u64 = 1024 * 1024;
-
-/// What the parent hands the detached broker over its stdin.
-#[derive(Serialize, Deserialize)]
-struct Handoff {
-    capability: String,
-    origins: Vec<(String, String)>,
-    max_uses: Option<u32>,
-    ttl_ms: u64,
-    entries: Vec<HandoffEntry>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct HandoffEntry {
-    scopes: Vec<String>,
-    git_username: String,
-    password: Option<String>,
-}
 
 pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     if args.revoke {
@@ -88,32 +66,40 @@ pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<
         .and_then(|p| p.canonicalize())
         .map_err(Error::RuntimeDir)?;
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
-    let vault = Vault::from_set(set, bearers);
+    // Created here, where the caller's XDG_RUNTIME_DIR and TMPDIR are known;
+    // the broker starts with an empty environment and adopts it.
+    let runtime = RuntimeDir::create().map_err(Error::RuntimeDir)?;
     let handoff = Handoff {
-        capability: capability.expose().to_owned(),
-        origins: allow
-            .origins()
-            .iter()
-            .map(|o| (o.scheme.clone(), o.host.clone()))
-            .collect(),
+        capability: crate::secret::Secret::new(capability.expose().to_owned()),
+        runtime_dir: runtime.path().to_path_buf(),
+        origins: allow.origins().to_vec(),
         max_uses: args.max_uses,
-        ttl_ms: args.ttl.as_millis().min(u128::from(u64::MAX)) as u64,
-        entries: vault
-            .entries
-            .iter()
-            .map(|e| HandoffEntry {
-                scopes: e.scopes.iter().map(Scope::to_string).collect(),
-                git_username: e.git_username.clone(),
-                password: e.password.as_ref().map(|p| p.expose().to_owned()),
-            })
-            .collect(),
+        ttl: args.ttl,
+        entries: Vault::from_set(set, bearers).entries,
     };
-    let encoded =
-        Zeroizing::new(serde_json::to_vec(&handoff).map_err(|e| Error::RuntimeDir(e.into()))?);
+    let encoded = handoff
+        .encode()
+        .map_err(|e| Error::RuntimeDir(std::io::Error::other(e)))?;
     drop(handoff);
-    drop(vault);
-
-    let dir = start_detached(&exe, &encoded).map_err(Error::RuntimeDir)?;
+    let ready_timeout = env
+        .var_os("BBINJECT_BROKER_READY_TIMEOUT_MS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
+        .map_or(READY_TIMEOUT, Duration::from_millis);
+    let dir = match start_detached(&exe, encoded.as_bytes(), ready_timeout) {
+        // The broker removes its directory from now on.
+        Ok(()) => runtime.hand_over(),
+        Err(reason) => {
+            drop(runtime);
+            eprint_line(&format!(
+                "bbinject: error: the detached broker {reason}; no broker is running"
+            ));
+            eprint_line(
+                "hint: run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
+            );
+            return Ok(ExitCode::Usage);
+        }
+    };
+    drop(encoded);
     let git_config = crate::exec::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
@@ -136,8 +122,11 @@ pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<
 }
 
 /// Starts `bbinject broker` in its own session with an empty environment,
-/// hands it the vault over its stdin, and waits for it to say where it lives.
-fn start_detached(exe: &Path, handoff: &[u8]) -> std::io::Result<std::path::PathBuf> {
+/// hands it the vault over its stdin, and waits for its `ready` line. On a
+/// failure the broker is stopped (it must not outlive a failed `export`
+/// holding the secret) and the reason is returned, ready for "the detached
+/// broker {reason}".
+fn start_detached(exe: &Path, handoff: &[u8], timeout: Duration) -> Result<(), String> {
     let mut child = std::process::Command::new(exe)
         .arg("broker")
         .env_clear()
@@ -145,125 +134,63 @@ fn start_detached(exe: &Path, handoff: &[u8]) -> std::io::Result<std::path::Path
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .spawn()?;
-    {
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdin"))?;
-        stdin.write_all(handoff)?;
-    }
-    let stdout = child
-        .stdout
+        .spawn()
+        .map_err(|e| format!("could not be started ({e})"))?;
+    let handed = child
+        .stdin
         .take()
-        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        .ok_or_else(|| std::io::Error::other("no stdin"))
+        .and_then(|mut stdin| stdin.write_all(handoff));
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(READY_TIMEOUT)
-        .map_err(|_| std::io::Error::other("the detached broker did not start in time"))?;
-    match line.trim_end().strip_prefix("ready ") {
-        Some(dir) if !dir.is_empty() => Ok(dir.into()),
-        _ => Err(std::io::Error::other("the detached broker could not start")),
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout)
+                .take(64 * 1024)
+                .read_line(&mut line);
+            let _ = tx.send(line);
+        });
+    }
+    let line = match (handed, rx.recv_timeout(timeout)) {
+        (Ok(()), Ok(line)) => line,
+        (Err(e), _) => {
+            stop(&mut child);
+            return Err(format!("could not be given its credentials ({e})"));
+        }
+        (_, Err(_)) => {
+            stop(&mut child);
+            return Err(format!(
+                "did not start in time ({} ms); it was stopped",
+                timeout.as_millis()
+            ));
+        }
+    };
+    let line = line.trim_end();
+    if line.starts_with("ready ") {
+        return Ok(());
+    }
+    stop(&mut child);
+    match line.strip_prefix("error ") {
+        Some(reason) => Err(format!("could not start: {reason}")),
+        None => Err("exited before it was ready".into()),
     }
 }
 
-/// The detached broker (`bbinject broker`, started by `export`): reads the
-/// hand-off from stdin, serves until its TTL, `--max-uses` or a revocation
-/// (or SIGTERM/SIGINT/SIGHUP), then removes its directory.
-pub async fn serve_detached() -> ExitCode {
-    // Its own session: the caller's terminal closing or Ctrl-C does not reach it.
-    let _ = rustix::process::setsid();
-    let mut raw = Zeroizing::new(Vec::new());
-    if std::io::stdin()
-        .lock()
-        .take(MAX_HANDOFF_BYTES)
-        .read_to_end(&mut raw)
-        .is_err()
-    {
-        return ExitCode::Usage;
+/// Ends a broker that failed to start: SIGTERM, then SIGKILL after a moment,
+/// and reaps it.
+fn stop(child: &mut std::process::Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
-    let Ok(handoff) = serde_json::from_slice::<Handoff>(&raw) else {
-        return ExitCode::Usage;
-    };
-    drop(raw);
-    let Some(entries) = handoff
-        .entries
-        .into_iter()
-        .map(|e| {
-            let scopes: Option<Vec<Scope>> = e.scopes.iter().map(|s| Scope::parse(s)).collect();
-            Some(VaultEntry {
-                scopes: scopes?,
-                git_username: e.git_username,
-                password: e.password.map(Secret::new),
-            })
-        })
-        .collect::<Option<Vec<_>>>()
-    else {
-        return ExitCode::Usage;
-    };
-    let allow = AllowList::from_origins(
-        handoff
-            .origins
-            .into_iter()
-            .map(|(scheme, host)| Origin { scheme, host })
-            .collect(),
-    );
-    let settings = BrokerSettings {
-        allow,
-        max_uses: handoff.max_uses,
-        stop_when_used_up: true,
-    };
-    let capability = Secret::new(handoff.capability);
-    let Ok(dir) = RuntimeDir::create() else {
-        return ExitCode::Usage;
-    };
-    let Ok(exe) = std::env::current_exe() else {
-        return ExitCode::Usage;
-    };
-    if std::os::unix::fs::symlink(&exe, dir.askpass()).is_err() {
-        return ExitCode::Usage;
-    }
-    let Ok(broker) = Broker::start(&dir, Vault { entries }, settings, capability) else {
-        return ExitCode::Usage;
-    };
-    {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "ready {}", dir.path().display())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return ExitCode::Usage;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let ttl = tokio::time::sleep(Duration::from_millis(handoff.ttl_ms));
-    let signals = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = hup.recv() => {}
-        }
-    };
-    tokio::select! {
-        () = ttl => {}
-        () = broker.stopped() => {}
-        () = signals => {}
-    }
-    drop(broker);
-    drop(dir);
-    ExitCode::Success
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The assignments in the syntax `format` wants.

@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check(args) => Ok(runtime.block_on(check::run(&cli, args, &env))),
         Command::Exec(args) => runtime.block_on(exec::run(&cli, args, &env)),
         Command::Export(args) => runtime.block_on(export::run(&cli, args, &env)),
-        Command::Broker => Ok(runtime.block_on(export::serve_detached())),
+        Command::Broker => Ok(runtime.block_on(broker::detached::serve())),
         Command::Scrub(args) => Ok(scrub::run(args, &env)),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -184,6 +184,34 @@ fn origin(protocol: &str, host: &str, path: Option<&str>) -> String {
     }
 }
 
+/// What git asks the helper for: the fields of a `get` request that matter.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HelperQuery {
+    pub protocol: String,
+    /// Lower case, as the broker's allow-list compares it.
+    pub host: String,
+    pub path: Option<String>,
+    pub username: Option<String>,
+}
+
+/// Parses git's helper input (`key=value` lines, bounded). `Ok(None)` when it
+/// names no protocol or host: nothing to answer, and not an error to git.
+pub fn parse_helper_input(
+    raw: &[u8],
+) -> Result<Option<HelperQuery>, super::protocol::ProtocolError> {
+    let fields = super::protocol::parse_fields(raw)?;
+    let field = |k: &str| fields.get(k).cloned().filter(|v| !v.is_empty());
+    let (Some(protocol), Some(host)) = (field("protocol"), field("host")) else {
+        return Ok(None);
+    };
+    Ok(Some(HelperQuery {
+        protocol,
+        host: host.to_ascii_lowercase(),
+        path: field("path"),
+        username: field("username"),
+    }))
+}
+
 /// `bbinject credential get|store|erase`, git's credential-helper protocol.
 pub fn helper_main(action: &str) -> std::process::ExitCode {
     let mut input = zeroize::Zeroizing::new(Vec::new());
@@ -195,25 +223,21 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
         // store and erase: git tells every helper; we keep nothing, so there is nothing to do.
         return std::process::ExitCode::SUCCESS;
     }
-    let fields = match super::protocol::parse_fields(&input) {
-        Ok(f) => f,
+    let query = match parse_helper_input(&input) {
+        Ok(Some(query)) => query,
+        Ok(None) => return std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bbinject: credential helper: unreadable request from git: {e}");
             return std::process::ExitCode::from(1);
         }
     };
-    let field = |k: &str| fields.get(k).cloned().filter(|v| !v.is_empty());
-    let (Some(protocol), Some(host)) = (field("protocol"), field("host")) else {
-        return std::process::ExitCode::SUCCESS;
-    };
-    let path = field("path");
-    let shown = origin(&protocol, &host, path.as_deref());
+    let shown = origin(&query.protocol, &query.host, query.path.as_deref());
     let answer = ask(|capability| Request {
         capability,
-        protocol: protocol.clone(),
-        host: host.to_ascii_lowercase(),
-        path: path.clone(),
-        username: field("username"),
+        protocol: query.protocol,
+        host: query.host,
+        path: query.path,
+        username: query.username,
         want: Want::Password,
         from_helper: true,
     });

@@ -14,6 +14,7 @@
 
 pub mod capability;
 pub mod client;
+pub mod detached;
 pub mod policy;
 pub mod protocol;
 pub mod server;

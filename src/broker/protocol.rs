@@ -62,13 +62,14 @@ pub enum ProtocolError {
     BadCharacter,
 }
 
-/// Parses `key=value` lines up to the first empty line (or the end).
-pub fn parse_fields(raw: &[u8]) -> Result<BTreeMap<String, String>, ProtocolError> {
-    if raw.len() > MAX_MESSAGE_BYTES {
+/// Parses `key=value` lines up to the first empty line (or the end), in
+/// order; a key may repeat. At most `max` bytes.
+pub fn parse_lines(raw: &[u8], max: usize) -> Result<Vec<(String, String)>, ProtocolError> {
+    if raw.len() > max {
         return Err(ProtocolError::TooLarge);
     }
     let text = std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?;
-    let mut fields = BTreeMap::new();
+    let mut lines = Vec::new();
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
@@ -78,51 +79,66 @@ pub fn parse_fields(raw: &[u8]) -> Result<BTreeMap<String, String>, ProtocolErro
         if value.contains('\0') || key.contains('\0') {
             return Err(ProtocolError::BadCharacter);
         }
-        fields.insert(key.to_owned(), value.to_owned());
+        lines.push((key.to_owned(), value.to_owned()));
     }
-    Ok(fields)
+    Ok(lines)
 }
 
-fn field_line(out: &mut String, key: &str, value: &str) -> Result<(), ProtocolError> {
-    if value.contains(['\n', '\r', '\0']) {
-        return Err(ProtocolError::BadCharacter);
+/// Parses a message into fields (the last of a repeated key wins).
+pub fn parse_fields(raw: &[u8]) -> Result<BTreeMap<String, String>, ProtocolError> {
+    Ok(parse_lines(raw, MAX_MESSAGE_BYTES)?.into_iter().collect())
+}
+
+/// Encodes `key=value` lines and the closing empty line into one buffer
+/// allocated at its final size: no reallocation leaves a copy of a secret
+/// behind, and the buffer is wiped on drop.
+pub fn encode_lines(lines: &[(&str, &str)]) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
+    let mut len = 1;
+    for (key, value) in lines {
+        if value.contains(['\n', '\r', '\0']) || key.contains(['\n', '\r', '\0', '=']) {
+            return Err(ProtocolError::BadCharacter);
+        }
+        len += key.len() + value.len() + 2;
     }
-    out.push_str(key);
-    out.push('=');
-    out.push_str(value);
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(len));
+    for (key, value) in lines {
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+        out.push('\n');
+    }
     out.push('\n');
-    Ok(())
+    Ok(out)
 }
 
 impl Request {
     pub fn encode(&self) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
-        let mut out = zeroize::Zeroizing::new(String::new());
-        field_line(&mut out, "capability", self.capability.expose())?;
-        field_line(&mut out, "protocol", &self.protocol)?;
-        field_line(&mut out, "host", &self.host)?;
+        let mut lines = vec![
+            ("capability", self.capability.expose()),
+            ("protocol", self.protocol.as_str()),
+            ("host", self.host.as_str()),
+        ];
         if let Some(path) = &self.path {
-            field_line(&mut out, "path", path)?;
+            lines.push(("path", path));
         }
         if let Some(username) = &self.username {
-            field_line(&mut out, "username", username)?;
+            lines.push(("username", username));
         }
         let want = match self.want {
             Want::Username => "username",
             Want::Password => "password",
             Want::Revoke => "revoke",
         };
-        field_line(&mut out, "want", want)?;
-        field_line(
-            &mut out,
+        lines.push(("want", want));
+        lines.push((
             "front",
             if self.from_helper {
                 "helper"
             } else {
                 "askpass"
             },
-        )?;
-        out.push('\n');
-        Ok(out)
+        ));
+        encode_lines(&lines)
     }
 
     pub fn decode(raw: &[u8]) -> Result<Self, ProtocolError> {
@@ -188,30 +204,29 @@ impl std::fmt::Debug for Answer {
 
 impl Answer {
     pub fn encode(&self) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
-        let mut out = zeroize::Zeroizing::new(String::new());
+        let mut lines = Vec::new();
         match self {
             Answer::Granted {
                 username,
                 password,
                 warning,
             } => {
-                field_line(&mut out, "status", "ok")?;
-                field_line(&mut out, "username", username)?;
+                lines.push(("status", "ok"));
+                lines.push(("username", username.as_str()));
                 if let Some(password) = password {
-                    field_line(&mut out, "password", password.expose())?;
+                    lines.push(("password", password.expose()));
                 }
                 if let Some(warning) = warning {
-                    field_line(&mut out, "warning", warning)?;
+                    lines.push(("warning", warning.as_str()));
                 }
             }
             Answer::Refused { reason } => {
-                field_line(&mut out, "status", "refused")?;
-                field_line(&mut out, "reason", reason)?;
+                lines.push(("status", "refused"));
+                lines.push(("reason", reason.as_str()));
             }
-            Answer::Revoked => field_line(&mut out, "status", "revoked")?,
+            Answer::Revoked => lines.push(("status", "revoked")),
         }
-        out.push('\n');
-        Ok(out)
+        encode_lines(&lines)
     }
 
     pub fn decode(raw: &[u8]) -> Result<Self, ProtocolError> {
@@ -286,6 +301,19 @@ mod tests {
             Some(ProtocolError::TooLarge)
         );
         assert!(Answer::decode(b"status=maybe\n\n").is_err());
+    }
+
+    #[test]
+    fn encoded_buffers_are_allocated_at_their_final_size() {
+        let encoded = request().encode().expect("encode");
+        assert_eq!(encoded.len(), encoded.capacity());
+        let lines = parse_lines(b"a=1\na=2\nb=\n\nignored=1\n", 100).expect("parse");
+        assert_eq!(lines.len(), 3);
+        assert_eq!(parse_lines(b"a=1\n", 2), Err(ProtocolError::TooLarge));
+        assert_eq!(
+            encode_lines(&[("a=b", "c")]).err(),
+            Some(ProtocolError::BadCharacter)
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Vault {
 /// The fresh private directory holding the socket and the askpass link;
 /// removed when dropped, on every exit path that unwinds.
 pub struct RuntimeDir {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// `false` once handed to another process, which removes it.
+    owned: bool,
 }
 
 impl RuntimeDir {
@@ -95,7 +97,10 @@ impl RuntimeDir {
             match tempfile::Builder::new().prefix("bbi-").tempdir_in(&base) {
                 Ok(dir) => {
                     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-                    return Ok(Self { dir });
+                    return Ok(Self {
+                        path: dir.keep(),
+                        owned: true,
+                    });
                 }
                 Err(e) => last_error = e,
             }
@@ -103,21 +108,57 @@ impl RuntimeDir {
         Err(last_error)
     }
 
+    /// Takes over a directory another bbinject process created for us (the
+    /// detached broker's, made by `export` where the caller's
+    /// `XDG_RUNTIME_DIR`/`TMPDIR` say). It must be ours alone: a real
+    /// directory, owned by our uid, mode 0700, and empty.
+    pub fn adopt(path: PathBuf) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::symlink_metadata(&path)?;
+        let private = meta.is_dir()
+            && meta.uid() == rustix::process::getuid().as_raw()
+            && meta.permissions().mode() & 0o777 == 0o700
+            && std::fs::read_dir(&path)?.next().is_none();
+        if !private {
+            return Err(std::io::Error::other(format!(
+                "{} is not a private empty directory of this user",
+                path.display()
+            )));
+        }
+        Ok(Self { path, owned: true })
+    }
+
+    /// Gives the directory up: another process removes it from now on.
+    pub fn hand_over(mut self) -> PathBuf {
+        self.owned = false;
+        self.path.clone()
+    }
+
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("s")
+        self.path.join("s")
     }
 
     pub fn askpass(&self) -> PathBuf {
-        self.dir.path().join(super::ASKPASS_NAME)
+        self.path.join(super::ASKPASS_NAME)
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
 pub struct Settings {
     pub allow: AllowList,
+    /// Only a detached broker may be revoked; `exec`'s ends with its child.
+    pub revocable: bool,
     pub max_uses: Option<u32>,
     /// A detached broker ends once `max_uses` passwords were handed out; the
     /// `exec` broker keeps refusing until its child ends.
@@ -268,6 +309,13 @@ fn evaluate(state: &State, request: &Request) -> Answer {
         return refuse("the capability does not match this broker".into());
     }
     if request.want == Want::Revoke {
+        if !state.settings.revocable {
+            return refuse(
+                "this broker belongs to a running `bbinject exec` and ends with its command; \
+                 `bbinject export --revoke` ends only a broker started by `bbinject export`"
+                    .into(),
+            );
+        }
         state.stop.notify_one();
         return Answer::Revoked;
     }

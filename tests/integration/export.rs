@@ -65,6 +65,8 @@ fn eval_in_sh_and_bash_then_clone_revoke_and_a_second_clone_fails_cleanly() {
         let s = setup();
         let script = format!(
             "eval \"$({export})\" || exit 90\n\
+             case \"$BBINJECT_SOCKET\" in \"$TMPDIR\"/bbi-*/s) ;; *) exit 89;; esac\n\
+             ls -d \"$TMPDIR\"/bbi-* >/dev/null || exit 88\n\
              {clone_ok} || exit 91\n\
              '{bin}' export --revoke || exit 92\n\
              test ! -e \"$BBINJECT_SOCKET\" || exit 93\n\
@@ -106,6 +108,9 @@ fn the_broker_outlives_the_shell_that_started_it_but_not_its_ttl() {
     assert_eq!(run.code(), 0, "{}", run.describe());
     let exported = std::fs::read_to_string(s.bb.path("env.sh")).expect("env.sh");
     assert!(exported.contains("export GIT_ASKPASS="), "{exported}");
+    // The broker's directory is where the caller's TMPDIR says, so the count
+    // below that must reach 0 counts something.
+    assert_eq!(s.runtime_dirs(), 1, "{exported}");
     assert!(!exported.contains(FAKE_ACCESS_TOKEN));
     // The detached broker got the secret over a pipe: its command line and
     // environment hold none.
@@ -153,12 +158,13 @@ fn the_broker_outlives_the_shell_that_started_it_but_not_its_ttl() {
 fn the_broker_ends_after_max_uses() {
     let s = setup();
     let script = format!(
-        "eval \"$({})\" && {} && sleep 0.5 && test ! -e \"$BBINJECT_SOCKET\" && {}; echo \"exit=$?\"",
+        "eval \"$({})\" && echo alive=$(ls -d \"$TMPDIR\"/bbi-* | wc -l) && {} && sleep 0.5 && test ! -e \"$BBINJECT_SOCKET\" && {}; echo \"exit=$?\"",
         s.export("--max-uses 1"),
         s.clone("one"),
         s.clone("two"),
     );
     let run = s.bb.shell("bash", &script);
+    assert!(run.stdout.contains("alive=1"), "{}", run.describe());
     assert!(s.bb.path("one/README.md").exists(), "{}", run.describe());
     assert!(!s.bb.path("two/README.md").exists());
     assert!(!run.stdout.contains("exit=0"), "{}", run.describe());
@@ -241,4 +247,114 @@ fn revoke_without_a_broker_is_a_clear_error() {
     let run = s.bb.shell("sh", &format!("'{}' export --revoke", bin()));
     assert_eq!(run.code(), 2, "{}", run.describe());
     assert!(run.stderr.contains("cannot revoke"), "{}", run.describe());
+}
+
+#[test]
+fn xdg_runtime_dir_is_where_the_broker_lives() {
+    let s = setup();
+    let xdg = s.bb.path("xdg");
+    std::fs::create_dir_all(&xdg).expect("mkdir");
+    let run = s.bb.shell(
+        "sh",
+        &format!(
+            "export XDG_RUNTIME_DIR='{}'; eval \"$({})\" && echo \"$BBINJECT_SOCKET\" && '{}' export --revoke",
+            xdg.display(),
+            s.export(""),
+            bin()
+        ),
+    );
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let socket = run.stdout.lines().next().unwrap_or_default();
+    assert!(
+        socket.starts_with(&format!("{}/bbi-", xdg.display())),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        std::fs::read_dir(&xdg).expect("readdir").count(),
+        0,
+        "left behind"
+    );
+}
+
+#[test]
+fn revoke_inside_exec_is_refused_and_the_exec_broker_keeps_answering() {
+    let s = setup();
+    let script = format!(
+        "'{bin}' export --revoke; echo \"revoke=$?\"; {clone}; echo \"clone=$?\"",
+        bin = bin(),
+        clone = s.clone("after"),
+    );
+    let run =
+        s.bb.program(bin())
+            .args([
+                "exec",
+                "--no-preflight",
+                "--git-url",
+                &s.server.url(),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .output()
+            .expect("run");
+    let run = crate::support::Run::from(run);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(run.stdout.contains("revoke=2"), "{}", run.describe());
+    assert!(run.stdout.contains("clone=0"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("belongs to a running `bbinject exec`"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("the broker was revoked"),
+        "{}",
+        run.describe()
+    );
+    assert!(s.bb.path("after/README.md").exists());
+}
+
+#[test]
+fn a_broker_that_is_not_ready_in_time_is_stopped_and_the_reason_given() {
+    let s = setup();
+    // A copy of the binary at a path of this test's own, so the broker it
+    // starts can be told from other tests' brokers.
+    let exe = s.bb.path("bbinject-ready-test");
+    std::fs::copy(bin(), &exe).expect("copy");
+    let run = s.bb.shell(
+        "sh",
+        &format!(
+            "BBINJECT_BROKER_READY_TIMEOUT_MS=0 '{}' export --no-preflight --git-url {} --ttl 60s",
+            exe.display(),
+            s.server.url()
+        ),
+    );
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("the detached broker did not start in time (0 ms); it was stopped"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.is_empty(), "{}", run.describe());
+    std::thread::sleep(Duration::from_millis(300));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &exe.display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "a broker was left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert_eq!(s.runtime_dirs(), 0, "its directory was left behind");
+    assert_no_leak(
+        &run,
+        s.bb.dir.path(),
+        FAKE_ACCESS_TOKEN,
+        &["x-token-auth"],
+        &[exe],
+    );
 }
