@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.path, request.path);
         assert_eq!(again.username, request.username);
         assert_eq!(again.want, request.want);
-        assert!(again.capability.ct_eq(request.capability.expose().as_bytes()));
+        assert!(
+            again
+                .capability
+                .ct_eq(request.capability.expose().as_bytes())
+        );
     }
     if let Ok(answer) = Answer::decode(data) {
         let encoded = answer.encode().expect("a decoded answer encodes");

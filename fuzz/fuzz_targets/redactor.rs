@@ -27,7 +27,9 @@ fn oracle(patterns: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
     let ac = aho_corasick::AhoCorasick::new(patterns).expect("automaton");
     let mut covered = vec![false; input.len()];
     for m in ac.find_overlapping_iter(input) {
-        covered[m.start()..m.end()].iter_mut().for_each(|c| *c = true);
+        covered[m.start()..m.end()]
+            .iter_mut()
+            .for_each(|c| *c = true);
     }
     let mut out = Vec::new();
     for (i, &byte) in input.iter().enumerate() {
@@ -49,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = &data[2..];
     let mut patterns = Vec::new();
     for _ in 0..count {
-        let Some((&len, tail)) = rest.split_first() else { return };
+        let Some((&len, tail)) = rest.split_first() else {
+            return;
+        };
         let len = usize::from(len % 8) + 1;
         if tail.len() < len {
             return;
@@ -58,7 +62,9 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[len..];
     }
     let input: Vec<u8> = rest.iter().map(|&b| fold(b)).collect();
-    let Some(compiled) = Patterns::new(patterns.iter().map(|p| Zeroizing::new(p.clone())).collect()) else {
+    let Some(compiled) =
+        Patterns::new(patterns.iter().map(|p| Zeroizing::new(p.clone())).collect())
+    else {
         return;
     };
     let expected = oracle(&patterns, &input);
@@ -68,7 +74,12 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut redactor = Redactor::new(&compiled);
     redactor.feed(&input[..k], &mut out).expect("feed");
-    assert!(redactor.held() < compiled.max_len(), "held {} of max {}", redactor.held(), compiled.max_len());
+    assert!(
+        redactor.held() < compiled.max_len(),
+        "held {} of max {}",
+        redactor.held(),
+        compiled.max_len()
+    );
     redactor.feed(&input[k..], &mut out).expect("feed");
     redactor.finish(&mut out).expect("finish");
     assert_eq!(out, expected, "split at {k}");
@@ -77,7 +88,9 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut redactor = Redactor::new(&compiled);
     for b in &input {
-        redactor.feed(std::slice::from_ref(b), &mut out).expect("feed");
+        redactor
+            .feed(std::slice::from_ref(b), &mut out)
+            .expect("feed");
         assert!(redactor.held() < compiled.max_len());
     }
     redactor.finish(&mut out).expect("finish");

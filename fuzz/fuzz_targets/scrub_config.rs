@@ -69,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
         if b != a {
-            assert!(urls.iter().any(|c| !c.with.is_empty() && b.contains(&c.with)));
+            assert!(
+                urls.iter()
+                    .any(|c| !c.with.is_empty() && b.contains(&c.with))
+            );
         }
     }
 });
