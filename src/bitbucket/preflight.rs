@@ -185,10 +185,19 @@ impl Preflight {
                 };
                 report.repositories.push(result);
             }
-            if !verified && exchanged {
-                let why = match credential.kind() {
-                    Kind::AccessToken => "access tokens cannot ask Bitbucket who they are",
-                    _ => "the REST API cannot be asked without BITBUCKET_EMAIL",
+            // A failed GET /user is reported above; the warning is for
+            // credentials nothing could be asked about.
+            let failed = report.problems.iter().any(|p| {
+                p.credential.as_deref() == Some(credential.name.as_str())
+                    && p.severity == crate::bitbucket::Severity::Error
+            });
+            if !verified && exchanged && !failed {
+                let why = if !credential.has_user_identity() {
+                    "access tokens cannot ask Bitbucket who they are"
+                } else if probing.rest().is_none() {
+                    "the REST API cannot be asked about an API token without BITBUCKET_EMAIL"
+                } else {
+                    "GET /user did not confirm it"
                 };
                 report.push(
                     Problem::warning(

@@ -52,16 +52,18 @@ impl Kind {
     pub fn description(self) -> &'static str {
         match self {
             Kind::ApiToken => "Atlassian API token",
-            Kind::AccessToken => "Bitbucket access token",
-            Kind::OauthClientCredentials => "OAuth consumer (client credentials)",
+            Kind::AccessToken => "access token",
+            Kind::OauthClientCredentials => "OAuth consumer",
             Kind::AppPassword => "app password",
         }
     }
 }
 
+/// People read the description; JSON and configs use the snake_case name
+/// ([`Kind::as_str`], serde).
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.description())
     }
 }
 

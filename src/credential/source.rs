@@ -16,6 +16,10 @@ use zeroize::Zeroizing;
 use super::{Credential, Kind, Material, ResolveError, Warning};
 use crate::secret::Secret;
 
+/// No live Bitbucket secret is shorter: app passwords were 20 characters or
+/// more, OAuth client secrets 32, API and access tokens far longer.
+pub const MIN_SECRET_CHARS: usize = 16;
+
 /// The largest secret file we read; real tokens are a few hundred bytes.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
@@ -74,6 +78,14 @@ pub enum SourceError {
         "{origin}: contains `:`, which cannot be part of a username in HTTP Basic authentication"
     )]
     ColonInUsername { origin: String },
+    #[error(
+        "{origin}: the value is only {len} characters long, far too short for an {kind} (real ones have {MIN_SECRET_CHARS} or more)"
+    )]
+    TooShort {
+        origin: String,
+        len: usize,
+        kind: &'static str,
+    },
     #[error("--secrets-dir {path}: {reason}")]
     SecretsDir { path: String, reason: &'static str },
 }
@@ -112,6 +124,11 @@ impl SourceError {
             }
             SourceError::ColonInUsername { .. } => {
                 "set the Bitbucket username (Personal settings > Account settings), not user:password"
+                    .into()
+            }
+            SourceError::TooShort { .. } => {
+                "did you paste the token's name (label) instead of its value? The value is shown \
+                 once, when the token is created; create a new one if it is lost"
                     .into()
             }
             SourceError::SecretsDir { .. } => {
@@ -548,6 +565,15 @@ pub(super) fn build(
     }
     let mut warnings = secret_value.warnings.clone();
     let secret_source = secret_value.source.clone();
+    let len = secret_value.text.chars().count();
+    if len < MIN_SECRET_CHARS {
+        return Err(SourceError::TooShort {
+            origin: secret_source.trim_start_matches("env:").to_owned(),
+            len,
+            kind: kind.description(),
+        }
+        .into());
+    }
     let secret = secret_value.into_secret();
     warnings.extend(prefix_warnings(kind, &secret, &secret_source));
 
@@ -584,11 +610,14 @@ pub(super) fn build(
             if email.is_none() {
                 warnings.push(Warning {
                     code: "rest-email-missing",
-                    message: "BITBUCKET_EMAIL is not set, so the REST API cannot be asked about this \
-                              API token (it needs the Atlassian account email); only git is probed"
-                        .into(),
-                    hint: "set BITBUCKET_EMAIL to the email of the Atlassian account that owns the token"
-                        .into(),
+                    message:
+                        "BITBUCKET_EMAIL is not set, so the REST API cannot be asked about this \
+                              API token (it needs the Atlassian account email)"
+                            .into(),
+                    hint:
+                        "set BITBUCKET_EMAIL to the email of the Atlassian account that owns the \
+                           token; without it, only git is probed for each --repo"
+                            .into(),
                 });
             }
             Material::ApiToken {
@@ -683,7 +712,7 @@ fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
             hint,
         });
     }
-    if kind != Kind::OauthClientCredentials && secret.len() < 20 {
+    if kind != Kind::OauthClientCredentials && secret.len() < 24 {
         warnings.push(Warning {
             code: "secret-looks-like-label",
             message: format!(
@@ -792,11 +821,11 @@ mod tests {
         let err = resolve(&[(API_TOKEN, FAKE_TOKEN), (ACCESS_TOKEN, FAKE_TOKEN)]).expect_err("two");
         let text = err.to_string();
         assert!(
-            text.contains("api_token (env:BITBUCKET_API_TOKEN)"),
+            text.contains("Atlassian API token (env:BITBUCKET_API_TOKEN)"),
             "{text}"
         );
         assert!(
-            text.contains("access_token (env:BITBUCKET_ACCESS_TOKEN)"),
+            text.contains(", access token (env:BITBUCKET_ACCESS_TOKEN)"),
             "{text}"
         );
         assert_no_secret(&text);
@@ -862,12 +891,19 @@ mod tests {
                 .iter()
                 .any(|w| w.code == "looks-like-api-token")
         );
-        let short = resolve(&[(ACCESS_TOKEN, "ci-token")]).expect("accepted");
+        let short = resolve(&[(ACCESS_TOKEN, "ci-token-for-builds")]).expect("accepted");
         assert!(
             short
                 .warnings
                 .iter()
                 .any(|w| w.code == "secret-looks-like-label")
+        );
+        // Far too short for any live credential: an error, not a warning.
+        let err = resolve(&[(ACCESS_TOKEN, "abcde")]).expect_err("too short");
+        assert_eq!(
+            err.to_string(),
+            "BITBUCKET_ACCESS_TOKEN: the value is only 5 characters long, far too short for an \
+             access token (real ones have 16 or more)"
         );
     }
 
@@ -878,7 +914,7 @@ mod tests {
             err.to_string().contains("BITBUCKET_OAUTH_CLIENT_SECRET"),
             "{err}"
         );
-        let err = resolve(&[(OAUTH_CLIENT_SECRET, "FAKEFAKEsecret")]).expect_err("no id");
+        let err = resolve(&[(OAUTH_CLIENT_SECRET, "FAKEFAKEsecret-0000")]).expect_err("no id");
         assert!(
             err.to_string().contains("BITBUCKET_OAUTH_CLIENT_ID"),
             "{err}"
@@ -886,7 +922,7 @@ mod tests {
         assert_no_secret(&err.to_string());
         let cred = resolve(&[
             (OAUTH_CLIENT_ID, "client"),
-            (OAUTH_CLIENT_SECRET, "FAKEFAKEsecret"),
+            (OAUTH_CLIENT_SECRET, "FAKEFAKEsecret-0000"),
         ])
         .expect("ok");
         assert_eq!(cred.kind(), Kind::OauthClientCredentials);

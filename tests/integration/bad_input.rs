@@ -57,7 +57,7 @@ fn two_kinds_without_a_config_are_named() {
     );
     assert_usage_error(
         &run,
-        "api_token (env:BITBUCKET_API_TOKEN), access_token (env:BITBUCKET_ACCESS_TOKEN)",
+        "Atlassian API token (env:BITBUCKET_API_TOKEN), access token (env:BITBUCKET_ACCESS_TOKEN)",
     );
     assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[], &[]);
 }

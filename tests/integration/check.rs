@@ -971,3 +971,64 @@ async fn each_failure_is_diagnosed_with_its_code_message_and_hint() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_repo_the_not_verified_warning_gives_the_true_reason() {
+    // An email in BITBUCKET_USERNAME is moved to the REST side: GET /user is
+    // asked, and when it answers, nothing is "not verified".
+    let w = world(|g| g).await;
+    bb::on_get(
+        &w.api,
+        "user",
+        Some(&basic(EMAIL, FAKE_API_TOKEN)),
+        authenticated(bb::fixture("user.json"), "api_token"),
+    )
+    .await;
+    let env = [
+        ("BITBUCKET_API_TOKEN", FAKE_API_TOKEN),
+        ("BITBUCKET_USERNAME", EMAIL),
+    ];
+    let (_, run) = check(&w, &env, &[]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(
+        !run.problem_codes().contains(&"not-verified".to_owned()),
+        "{}",
+        run.describe()
+    );
+
+    // GET /user fails: that failure is the report; no second, wrong reason.
+    let w = world(|g| g).await;
+    bb::on_get(
+        &w.api,
+        "user",
+        None,
+        json(401, "error-401-token-invalid.json"),
+    )
+    .await;
+    let (_, run) = check(&w, &api_token_env(), &[]);
+    assert_eq!(run.code(), 3, "{}", run.describe());
+    assert!(
+        !run.stdout.contains("without BITBUCKET_EMAIL"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.problem_codes().contains(&"not-verified".to_owned()),
+        "{}",
+        run.describe()
+    );
+
+    // No email: the reason names it, and nothing claims git was probed.
+    let (_, run) = check(&w, &[("BITBUCKET_API_TOKEN", FAKE_API_TOKEN)], &[]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let message = run.problem("not-verified")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("without BITBUCKET_EMAIL"), "{message}");
+    let missing = run.problem("rest-email-missing")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!missing.contains("only git is probed"), "{missing}");
+}

@@ -211,15 +211,32 @@ fn no_redact_passes_the_output_through_untouched_and_binary_is_safe() {
 
 #[test]
 fn a_secret_shorter_than_6_bytes_is_not_masked_and_the_user_is_warned() {
-    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", "abc12");
+    // A Bitbucket credential that short is refused outright; a proxy password
+    // can be that short, and is only warned about.
+    let bb = Bb::new()
+        .env("BITBUCKET_ACCESS_TOKEN", SECRET)
+        .env("HTTPS_PROXY", "http://proxyuser:abc12@127.0.0.1:9");
     let run = exec(&bb, &[], "echo value=abc12");
     assert_eq!(run.code(), 0, "{}", run.describe());
     assert_eq!(run.stdout, "value=abc12\n");
     assert!(
         run.stderr.contains(
-            "the secret from env:BITBUCKET_ACCESS_TOKEN is shorter than 6 bytes and is not masked"
+            "the secret from the password in HTTPS_PROXY is shorter than 6 bytes and is not masked"
         ),
         "{}",
         run.describe()
+    );
+    let refused = exec(
+        &Bb::new().env("BITBUCKET_ACCESS_TOKEN", "abc12"),
+        &[],
+        "true",
+    );
+    assert_eq!(refused.code(), 2, "{}", refused.describe());
+    assert!(
+        refused
+            .stderr
+            .contains("BITBUCKET_ACCESS_TOKEN: the value is only 5 characters long"),
+        "{}",
+        refused.describe()
     );
 }
