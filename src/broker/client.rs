@@ -18,14 +18,36 @@ use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no bbinject broker here ({ENV_SOCKET} and {ENV_CAPABILITY} are not set)")]
+    #[error("no bbinject broker is running here ({ENV_SOCKET} and {ENV_CAPABILITY} are not set)")]
     NoBroker,
-    #[error("the bbinject broker is gone (it ends with `bbinject exec`): {0}")]
-    BrokerGone(std::io::Error),
+    #[error("the bbinject broker has ended (its socket {socket} is gone)")]
+    BrokerGone { socket: String },
+    #[error("the bbinject broker at {socket} did not answer ({what})")]
+    NoAnswer { socket: String, what: String },
     #[error("bad answer from the broker: {0}")]
     Protocol(#[from] ProtocolError),
     #[error("the broker refused: {0}")]
     Refused(String),
+}
+
+impl ClientError {
+    /// What to do about it, for the line after the error.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ClientError::NoBroker => {
+                "run the git command inside `bbinject exec -- …`, or after `eval \"$(bbinject export)\"`"
+            }
+            ClientError::BrokerGone { .. } => {
+                "a broker lives as long as its `bbinject exec` command, or until the --ttl, \
+                 --max-uses or --revoke of its `bbinject export`; run git inside `bbinject exec`, \
+                 or export again"
+            }
+            ClientError::NoAnswer { .. } | ClientError::Protocol(_) => {
+                "the broker may be overloaded or of another bbinject version; run the step again"
+            }
+            ClientError::Refused(_) => "see the reason above",
+        }
+    }
 }
 
 /// Sends `request` to the broker named by the environment.
@@ -34,20 +56,30 @@ pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError>
     let capability = std::env::var(ENV_CAPABILITY).map_err(|_| ClientError::NoBroker)?;
     let request = build(Secret::new(capability));
     let encoded = request.encode()?;
-    let mut stream = UnixStream::connect(&socket).map_err(ClientError::BrokerGone)?;
+    let shown = std::path::Path::new(&socket).display().to_string();
+    let no_answer = |what: String| ClientError::NoAnswer {
+        socket: shown.clone(),
+        what,
+    };
+    let mut stream = UnixStream::connect(&socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::BrokerGone {
+                socket: shown.clone(),
+            }
+        }
+        kind => no_answer(kind.to_string()),
+    })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     stream
         .write_all(encoded.as_bytes())
-        .map_err(ClientError::BrokerGone)?;
+        .map_err(|e| no_answer(e.kind().to_string()))?;
     let mut raw = zeroize::Zeroizing::new(Vec::new());
     stream
         .take(MAX_MESSAGE_BYTES as u64 + 1)
         .read_to_end(&mut raw)
-        .map_err(ClientError::BrokerGone)?;
+        .map_err(|e| no_answer(e.kind().to_string()))?;
     if raw.is_empty() {
-        return Err(ClientError::BrokerGone(std::io::Error::other(
-            "connection closed without an answer",
-        )));
+        return Err(no_answer("it closed the connection".into()));
     }
     Ok(Answer::decode(&raw)?)
 }
@@ -171,7 +203,10 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
         }
         Ok(Answer::Revoked) => std::process::ExitCode::from(1),
         Err(e) => {
-            eprintln!("bbinject: no credential for {shown}: {e}");
+            eprintln!(
+                "bbinject: no credential for {shown}: {e}\nhint: {}",
+                e.hint()
+            );
             std::process::ExitCode::from(1)
         }
     }
@@ -267,9 +302,16 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
             std::process::ExitCode::SUCCESS
         }
-        Err(ClientError::NoBroker) => std::process::ExitCode::SUCCESS,
+        Err(e @ ClientError::NoBroker) => {
+            // git goes on to its other helpers; say why we gave nothing.
+            eprintln!("bbinject: credential helper: {e}\nhint: {}", e.hint());
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("bbinject: no credential for {shown}: {e}");
+            eprintln!(
+                "bbinject: no credential for {shown}: {e}\nhint: {}",
+                e.hint()
+            );
             let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
             std::process::ExitCode::SUCCESS
         }

@@ -518,7 +518,7 @@ fn a_capability_replayed_after_exec_ended_reaches_no_one() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("password="), "{stdout}");
     assert!(stdout.contains("quit=1"), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("broker is gone"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the bbinject broker has ended"));
 }
 
 #[test]
@@ -938,4 +938,33 @@ fn as_pid_1_it_reaps_orphans() {
     assert_eq!(run.code(), 0, "{}", run.describe());
     assert_eq!(run.stdout.trim(), "pid1=1 zombies=0", "{}", run.describe());
     s.assert_clean(&run);
+}
+
+#[test]
+fn the_helper_run_by_hand_outside_exec_says_no_broker_is_running() {
+    let bb = Bb::new().args(["credential", "get"]);
+    let mut cmd = bb.command();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"protocol=https\nhost=bitbucket.org\n\n")
+        .expect("write");
+    let run = Run::from(child.wait_with_output().expect("wait"));
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    // git's protocol on stdout stays untouched; the person reads stderr.
+    assert!(run.stdout.is_empty(), "{}", run.describe());
+    assert!(
+        run.stderr.contains("no bbinject broker is running here")
+            && run
+                .stderr
+                .contains("hint: run the git command inside `bbinject exec"),
+        "{}",
+        run.describe()
+    );
 }
