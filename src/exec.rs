@@ -218,8 +218,23 @@ pub(crate) async fn preflight_and_tokens(
     let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
     let mut known_tokens = Vec::new();
     if !skip {
-        let (report, tokens) = preflight.run_keeping_tokens(set, repos).await;
+        let (mut report, tokens) = preflight.run_keeping_tokens(set, repos).await;
         known_tokens = tokens;
+        if repos.is_empty() {
+            // Without a repository there is nothing to prove beyond the
+            // credential's form: say so once, quietly, instead of warnings on
+            // every build.
+            report.problems.retain(|p| {
+                !matches!(
+                    p.code,
+                    crate::bitbucket::codes::NOT_VERIFIED | "rest-email-missing"
+                )
+            });
+            tracing::info!(
+                "no repository to prove the credential against (no --repo, not in Bitbucket \
+                 Pipelines): pass --repo WORKSPACE/SLUG to check it before the build"
+            );
+        }
         print_problems(&report);
         if !report.ok {
             eprint_line(&format!(

@@ -968,3 +968,35 @@ fn the_helper_run_by_hand_outside_exec_says_no_broker_is_running() {
         run.describe()
     );
 }
+
+#[test]
+fn without_a_repo_exec_says_once_at_info_level_what_would_prove_the_credential() {
+    let base = || {
+        Bb::new()
+            .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+            .args([
+                "exec",
+                "--api-url",
+                "http://127.0.0.1:9/2.0",
+                "--retries",
+                "0",
+            ])
+    };
+    let quiet = base().args(["--", "true"]).run();
+    assert_eq!(quiet.code(), 0, "{}", quiet.describe());
+    assert!(quiet.stderr.is_empty(), "{}", quiet.describe());
+    let verbose = base().args(["-v", "--", "true"]).run();
+    assert_eq!(verbose.code(), 0, "{}", verbose.describe());
+    let lines: Vec<&str> = verbose
+        .stderr
+        .lines()
+        .filter(|l| l.contains("--repo"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", verbose.describe());
+    assert!(lines[0].contains("INFO") && lines[0].contains("pass --repo WORKSPACE/SLUG"));
+    assert!(
+        !verbose.stderr.contains("warning"),
+        "{}",
+        verbose.describe()
+    );
+}
