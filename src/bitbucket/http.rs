@@ -110,25 +110,47 @@ impl Reply {
 /// Why a request got no HTTP answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
-    Timeout { detail: String },
-    Tls { detail: String },
-    Proxy { detail: String },
-    Dns { detail: String },
-    Connect { detail: String },
-    Other { detail: String },
+    Timeout {
+        detail: String,
+    },
+    Tls {
+        detail: String,
+    },
+    /// The certificate is trusted but names another host: a CA cannot fix it.
+    TlsName {
+        detail: String,
+    },
+    Proxy {
+        detail: String,
+    },
+    Dns {
+        detail: String,
+    },
+    Connect {
+        detail: String,
+    },
+    Other {
+        detail: String,
+    },
 }
 
 impl TransportError {
     fn retryable(&self) -> bool {
         !matches!(
             self,
-            TransportError::Tls { .. } | TransportError::Other { .. }
+            TransportError::Tls { .. }
+                | TransportError::TlsName { .. }
+                | TransportError::Other { .. }
         )
     }
 
+    /// One clause of cause for the person (the innermost error); the whole
+    /// chain goes to the log, seen with `-v`.
     fn classify(error: &reqwest::Error) -> Self {
-        let detail = strip_userinfo(&error_chain(error));
-        let lower = detail.to_ascii_lowercase();
+        let chain = strip_userinfo(&error_chain(error));
+        tracing::info!(error = %chain, "request failed");
+        let lower = chain.to_ascii_lowercase();
+        let detail = root_cause(error);
         let proxy = error.url().and_then(proxy_for);
         if let Some(proxy) = proxy.filter(|_| error.is_connect() || error.is_timeout()) {
             // A failure to connect while a proxy is configured is the proxy's,
@@ -138,7 +160,22 @@ impl TransportError {
             }
         } else if error.is_timeout() || lower.contains("timed out") {
             TransportError::Timeout { detail }
-        } else if has_tls_error(error) || lower.contains("certificate") {
+        } else if tls_error(error).is_some_and(|tls| {
+            matches!(
+                tls,
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                        | rustls::CertificateError::NotValidForNameContext { .. }
+                )
+            )
+        }) || lower.contains("not valid for name")
+        {
+            // The text is rustls' own Display of NotValidForName: the typed
+            // error is not always reachable through the boxed chain.
+            TransportError::TlsName { detail }
+        } else if tls_error(error).is_some() {
+            TransportError::Tls { detail }
+        } else if lower.contains("certificate") {
             TransportError::Tls { detail }
         } else if lower.contains("proxy") || lower.contains("tunnel") {
             TransportError::Proxy { detail }
@@ -265,23 +302,41 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(10)))
 }
 
-fn has_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The rustls error somewhere in the chain, if the failure was TLS's.
+fn tls_error<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return true;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         // io::Error::source() skips the error it wraps: look inside it.
-        if let Some(inner) = e
+        if let Some(tls) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            && inner.downcast_ref::<rustls::Error>().is_some()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return true;
+            return Some(tls);
         }
         current = e.source();
     }
-    false
+    None
+}
+
+/// The innermost cause, without the OS error number: `Connection refused`,
+/// `failed to lookup address information: Name or service not known`.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let chain = error_chain(error);
+    let last = chain.rsplit(": ").next().unwrap_or(&chain);
+    // "…: failed to lookup address information: X" reads better whole.
+    let last = match chain.rfind("failed to lookup address information") {
+        Some(at) => &chain[at..],
+        None => last,
+    };
+    let trimmed = match last.find(" (os error ") {
+        Some(at) => &last[..at],
+        None => last,
+    };
+    strip_userinfo(trimmed.trim())
 }
 
 /// The error and its causes, `: `-joined, the way they read best in one line.

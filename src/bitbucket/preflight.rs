@@ -782,6 +782,12 @@ impl Preflight {
                 format!("the TLS certificate of {host} is not trusted ({detail})"),
                 "if a proxy inspects TLS, give its root CA with --ca-file FILE or SSL_CERT_FILE=FILE",
             ),
+            TransportError::TlsName { detail } => Problem::error(
+                codes::TLS_NAME_MISMATCH,
+                format!("the TLS certificate of {host} is for another host name ({detail})"),
+                "check the host in --api-url / --git-url, or the TLS-inspecting proxy's certificate \
+                 for this host; trusting a CA (--ca-file) cannot fix a name mismatch",
+            ),
             TransportError::Proxy { detail } => Problem::error(
                 codes::PROXY_ERROR,
                 format!("the proxy failed for {host} ({detail})"),

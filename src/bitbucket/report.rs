@@ -34,6 +34,7 @@ pub mod codes {
     pub const UNREACHABLE: &str = "unreachable";
     pub const TIMEOUT: &str = "timeout";
     pub const TLS_UNTRUSTED: &str = "tls-untrusted";
+    pub const TLS_NAME_MISMATCH: &str = "tls-name-mismatch";
     pub const PROXY_ERROR: &str = "proxy-error";
     pub const UNEXPECTED_RESPONSE: &str = "unexpected-response";
     /// Warnings only.
@@ -61,6 +62,7 @@ pub mod codes {
         (UNREACHABLE, ExitCode::Unreachable),
         (TIMEOUT, ExitCode::Unreachable),
         (TLS_UNTRUSTED, ExitCode::Unreachable),
+        (TLS_NAME_MISMATCH, ExitCode::Unreachable),
         (PROXY_ERROR, ExitCode::Unreachable),
         (UNEXPECTED_RESPONSE, ExitCode::Unreachable),
     ];

@@ -1032,3 +1032,78 @@ async fn without_a_repo_the_not_verified_warning_gives_the_true_reason() {
         .to_owned();
     assert!(!missing.contains("only git is probed"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_for_another_name_is_not_blamed_on_trust() {
+    use crate::support::tls_front::TlsFront;
+    let w = world(|g| g).await;
+    let api_tls = TlsFront::start_for(*w.api.address(), &["bitbucket.example"]);
+    let bb = Bb::new();
+    let ca = bb.file("ca.pem", api_tls.ca_pem().as_bytes(), 0o644);
+    let bb = bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN).args([
+        "check",
+        "--format",
+        "json",
+        "--repo",
+        "acme/app",
+        "--retries",
+        "0",
+        "--ca-file",
+        &ca.display().to_string(),
+        "--api-url",
+        &format!("{}/2.0", api_tls.url()),
+    ]);
+    let run = bb.run();
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    let problem = run.problem("tls-name-mismatch");
+    assert!(
+        problem["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("cannot fix a name mismatch")),
+        "{problem}"
+    );
+    assert!(!run.problem_codes().contains(&"tls-untrusted".to_owned()));
+}
+
+#[test]
+fn a_network_error_is_one_clause_and_the_chain_is_at_verbose() {
+    let base = || {
+        Bb::new()
+            .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+            .args([
+                "check",
+                "--repo",
+                "acme/app",
+                "--retries",
+                "0",
+                "--api-url",
+                "https://nonexistent.invalid/2.0",
+            ])
+    };
+    let run = base().run();
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("error[unreachable]"))
+        .unwrap_or_else(|| panic!("{}", run.describe()))
+        .to_owned();
+    assert!(
+        line.contains("cannot resolve nonexistent.invalid ("),
+        "{line}"
+    );
+    for noise in [
+        "error sending request",
+        "client error",
+        "dns error",
+        "os error",
+    ] {
+        assert!(!line.contains(noise), "{noise} in {line}");
+    }
+    let verbose = base().args(["-v"]).run();
+    assert!(
+        verbose.stderr.contains("error sending request"),
+        "the whole chain is logged at -v:\n{}",
+        verbose.describe()
+    );
+}

@@ -20,6 +20,12 @@ pub struct TlsFront {
 impl TlsFront {
     /// Starts forwarding `https://127.0.0.1:PORT` to `backend` (host:port).
     pub fn start(backend: SocketAddr) -> Self {
+        Self::start_for(backend, &["127.0.0.1", "localhost"])
+    }
+
+    /// The same, with a certificate for `names` only (a name mismatch when
+    /// they do not include 127.0.0.1).
+    pub fn start_for(backend: SocketAddr, names: &[&str]) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -30,7 +36,7 @@ impl TlsFront {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("leaf params");
         let leaf_key = KeyPair::generate().expect("leaf key");
         let leaf = leaf_params
