@@ -173,9 +173,7 @@ impl TransportError {
             // The text is rustls' own Display of NotValidForName: the typed
             // error is not always reachable through the boxed chain.
             TransportError::TlsName { detail }
-        } else if tls_error(error).is_some() {
-            TransportError::Tls { detail }
-        } else if lower.contains("certificate") {
+        } else if tls_error(error).is_some() || lower.contains("certificate") {
             TransportError::Tls { detail }
         } else if lower.contains("proxy") || lower.contains("tunnel") {
             TransportError::Proxy { detail }
