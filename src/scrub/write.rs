@@ -51,20 +51,43 @@ pub fn edited(text: &str, edits: &[&Edit]) -> String {
     if drop_lines.is_empty() && drop_headers.is_empty() {
         return out;
     }
-    let mut kept = String::with_capacity(out.len());
-    for (n, line) in out.split_inclusive('\n').enumerate() {
-        let key = line
-            .trim_start()
-            .split(['=', ' ', '\t'])
-            .next()
-            .unwrap_or("");
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    let is_section = |line: &str| line.trim_start().starts_with('[');
+    let mut drop = vec![false; lines.len()];
+    let mut header: Option<usize> = None;
+    let mut emptied: Vec<usize> = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        if is_section(line) {
+            header = Some(n);
+            continue;
+        }
+        let key = line.trim_start().split(['=', ' ', '\t']).next().unwrap_or("");
         let is_header = key.eq_ignore_ascii_case("extraheader")
             && drop_headers.iter().any(|v| line.contains(v));
-        if !drop_lines.contains(&n) && !is_header {
-            kept.push_str(line);
+        if drop_lines.contains(&n) || is_header {
+            drop[n] = true;
+            if is_header && let Some(h) = header {
+                emptied.push(h);
+            }
         }
     }
-    kept
+    // A section left with nothing but blank lines by a dropped header (the
+    // `[http "https://bitbucket.org/"]` that only carried it) goes too: git
+    // would keep an empty section forever.
+    for h in emptied {
+        let end = (h + 1..lines.len())
+            .find(|&n| is_section(lines[n]))
+            .unwrap_or(lines.len());
+        if (h + 1..end).all(|n| drop[n] || lines[n].trim().is_empty()) {
+            drop[h] = true;
+        }
+    }
+    lines
+        .iter()
+        .zip(&drop)
+        .filter(|(_, dropped)| !**dropped)
+        .map(|(line, _)| *line)
+        .collect()
 }
 
 /// The file a write to `path` lands in: `path` itself, or the target of the
@@ -233,6 +256,17 @@ mod tests {
         assert_eq!(
             edited(text, &refs),
             "[http]\n\textraHeaderX = Authorization: Basic AAA\n# extraHeader = Authorization: Basic AAA\n[remote \"o\"]\n\turl = https://u@bitbucket.org/x\n"
+        );
+    }
+
+    #[test]
+    fn a_section_emptied_by_a_dropped_header_goes_but_not_one_with_other_keys() {
+        let text = "[core]\n\tbare = false\n[http \"https://bitbucket.org/\"]\n\textraHeader = Authorization: Basic AAA\n\n[http \"https://bitbucket.org/x\"]\n\textraHeader = Authorization: Basic AAA\n\tsslVerify = true\n[user]\n\tname = CI\n";
+        let edits = [Edit::DropHeader(secret("Authorization: Basic AAA"))];
+        let refs: Vec<&Edit> = edits.iter().collect();
+        assert_eq!(
+            edited(text, &refs),
+            "[core]\n\tbare = false\n\n[http \"https://bitbucket.org/x\"]\n\tsslVerify = true\n[user]\n\tname = CI\n"
         );
     }
 
