@@ -8,7 +8,7 @@
 use std::io::Write as _;
 
 use crate::bitbucket::{self, Endpoints, HttpSettings, Need, Preflight, Problem, Report};
-use crate::cli::{CheckArgs, Cli, Format, ProbeArgs};
+use crate::cli::{CheckArgs, Format, ProbeArgs};
 use crate::credential::{CredentialSet, Environment, RepoRef, Resolver};
 use crate::error::{self, Error, ExitCode};
 
@@ -60,11 +60,11 @@ impl Settings {
 }
 
 /// Resolves credentials the way every command does.
-pub fn resolve(cli: &Cli, env: &dyn Environment) -> Result<CredentialSet, Error> {
+pub fn resolve(args: &ProbeArgs, env: &dyn Environment) -> Result<CredentialSet, Error> {
     let resolver = Resolver {
         env,
-        secrets_dir: cli.secrets_dir.as_deref(),
-        config_file: cli.config.as_deref(),
+        secrets_dir: args.secrets_dir.as_deref(),
+        config_file: args.config.as_deref(),
     };
     Ok(resolver.resolve()?)
 }
@@ -85,9 +85,9 @@ pub fn repositories(given: &[RepoRef], env: &dyn Environment) -> Result<Vec<Repo
     }
 }
 
-pub async fn run(cli: &Cli, args: &CheckArgs, env: &dyn Environment) -> ExitCode {
+pub async fn run(args: &CheckArgs, env: &dyn Environment) -> ExitCode {
     let prepared = (|| {
-        let set = resolve(cli, env)?;
+        let set = resolve(&args.probe, env)?;
         let settings = Settings::new(&args.probe, &set)?;
         let repos = repositories(&args.repos, env)?;
         let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;

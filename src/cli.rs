@@ -29,15 +29,6 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// YAML file with several credentials matched to workspaces or repositories.
-    #[arg(long, global = true, env = "BBINJECT_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Directory of secret files named after the variables in lower case
-    /// (e.g. /run/secrets/bitbucket_api_token), as Docker and Kubernetes mount them.
-    #[arg(long, global = true, value_name = "DIR")]
-    pub secrets_dir: Option<PathBuf>,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,8 +96,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the man page (roff), e.g. `bbinject man > /usr/local/share/man/man1/bbinject.1`.
-    Man,
+    /// Print the man page (roff), e.g. `bbinject man > /usr/local/share/man/man1/bbinject.1`,
+    /// or write one page per command with --dir.
+    Man {
+        /// Write bbinject.1 and bbinject-<command>.1 for every command into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 
     /// Find Bitbucket credentials embedded in repositories and git config, and
     /// remove them.
@@ -303,9 +299,18 @@ pub struct CheckArgs {
     pub probe: ProbeArgs,
 }
 
-/// Options shared by every command that runs the preflight.
+/// Options shared by every command that reads credentials and runs the preflight.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
+    /// YAML file with several credentials matched to workspaces or repositories.
+    #[arg(long, env = "BBINJECT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of secret files named after the variables in lower case
+    /// (e.g. /run/secrets/bitbucket_api_token), as Docker and Kubernetes mount them.
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
     /// What the build needs: `read` (clone, fetch) or `write` (push too) [default: read].
     #[arg(long, value_enum)]
     pub need: Option<Need>,

@@ -66,6 +66,8 @@ pub enum Error {
     RuntimeDir(std::io::Error),
     #[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
     GitConfigCount(String),
+    #[error("cannot write the man pages into {dir}: {reason}")]
+    Manual { dir: String, reason: String },
 }
 
 impl Error {
@@ -82,6 +84,7 @@ impl Error {
                     .into()
             }
             Error::GitConfigCount(_) => "unset GIT_CONFIG_COUNT or fix the value".into(),
+            Error::Manual { .. } => "give a directory you can write to".into(),
         }
     }
 
@@ -95,6 +98,57 @@ impl Error {
     pub fn code(&self) -> &'static str {
         codes::CONFIGURATION
     }
+}
+
+/// A command line clap rejected: clap's own message (it names the argument),
+/// a hint where we know the usual mistake, and for `check --format json` the
+/// documented JSON report, so a CI job archiving stdout gets an object too.
+pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return ExitCode::Success;
+    }
+    let words: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let subcommand = words.iter().find(|w| !w.starts_with('-')).copied();
+    let _ = error.print();
+    if subcommand == Some("exec")
+        && matches!(
+            error.kind(),
+            ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
+        )
+    {
+        crate::redact::eprint_line(
+            "hint: put the command after `--`, e.g. bbinject exec --repo acme/app -- git clone https://bitbucket.org/acme/app.git",
+        );
+    }
+    let json =
+        words.windows(2).any(|w| w == ["--format", "json"]) || words.contains(&"--format=json");
+    if subcommand == Some("check") && json {
+        let rendered = error.to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_owned();
+        let mut report = crate::bitbucket::Report::new(crate::bitbucket::Need::default());
+        report.push(crate::bitbucket::Problem::error(
+            codes::CONFIGURATION,
+            message,
+            "see `bbinject check --help`",
+        ));
+        let text = report.to_json();
+        let mut out = std::io::stdout().lock();
+        let _ = std::io::Write::write_all(&mut out, &crate::redact::redact_own(text.as_bytes()));
+        if !text.ends_with('\n') {
+            let _ = std::io::Write::write_all(&mut out, b"\n");
+        }
+    }
+    ExitCode::Usage
 }
 
 /// Prints `error` the one way errors are printed: a line, then a hint, both

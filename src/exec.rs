@@ -24,7 +24,7 @@ use crate::broker::policy::{AllowList, Origin};
 use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability};
 use crate::check;
-use crate::cli::{Cli, ExecArgs};
+use crate::cli::ExecArgs;
 use crate::credential::{CredentialSet, Environment};
 use crate::error::{Error, ExitCode};
 use crate::redact::{self, Patterns, Redactor, eprint_line};
@@ -49,13 +49,12 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(
-    cli: &Cli,
     probe: &crate::cli::ProbeArgs,
     repos: &[crate::credential::RepoRef],
     hosts: &[String],
     env: &dyn Environment,
 ) -> Result<Prepared, Error> {
-    let set = check::resolve(cli, env)?;
+    let set = check::resolve(probe, env)?;
     let settings = check::Settings::new(probe, &set)?;
     let repos = check::repositories(repos, env)?;
     let mut allow = AllowList::new(&settings.endpoints.git);
@@ -73,14 +72,14 @@ pub(crate) fn prepare(
     })
 }
 
-pub async fn run(cli: &Cli, args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     let Prepared {
         set,
         settings,
         repos,
         allow,
         proxies,
-    } = prepare(cli, &args.probe, &args.repos, &args.hosts, env)?;
+    } = prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let exe = current_exe()?;
     let git_config = git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::broker::detached::Handoff;
 use crate::broker::server::{RuntimeDir, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
-use crate::cli::{Cli, ExportArgs, ExportFormat};
+use crate::cli::{ExportArgs, ExportFormat};
 use crate::credential::Environment;
 use crate::error::{Error, ExitCode};
 use crate::redact::eprint_line;
@@ -25,7 +25,7 @@ use crate::redact::eprint_line;
 /// `BBINJECT_BROKER_READY_TIMEOUT_MS` says otherwise (a very slow agent).
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     if args.revoke {
         return Ok(match client::revoke() {
             Ok(()) => {
@@ -47,7 +47,7 @@ pub async fn run(cli: &Cli, args: &ExportArgs, env: &dyn Environment) -> Result<
         repos,
         allow,
         ..
-    } = crate::exec::prepare(cli, &args.probe, &args.repos, &args.hosts, env)?;
+    } = crate::exec::prepare(&args.probe, &args.repos, &args.hosts, env)?;
 
     let bearers = match crate::exec::preflight_and_tokens(
         &set,

@@ -14,6 +14,7 @@
 //! - [`check`]: the `check` command;
 //! - [`exec`]: the `exec` command (child process, signals, exit status);
 //! - [`export`]: the `export` command and the detached broker;
+//! - [`manual`]: the man pages;
 //! - [`redact`]: the streaming redactor;
 //! - [`scrub`]: finding and removing credentials already on disk.
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod exec;
 pub mod export;
 pub mod logging;
+pub mod manual;
 pub mod redact;
 pub mod scrub;
 pub mod secret;
@@ -51,9 +53,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         .map_err(Error::Runtime)?;
     let env = ProcessEnvironment;
     match &cli.command {
-        Command::Check(args) => Ok(runtime.block_on(check::run(&cli, args, &env))),
-        Command::Exec(args) => runtime.block_on(exec::run(&cli, args, &env)),
-        Command::Export(args) => runtime.block_on(export::run(&cli, args, &env)),
+        Command::Check(args) => Ok(runtime.block_on(check::run(args, &env))),
+        Command::Exec(args) => runtime.block_on(exec::run(args, &env)),
+        Command::Export(args) => runtime.block_on(export::run(args, &env)),
         Command::Broker => Ok(runtime.block_on(broker::detached::serve())),
         Command::Scrub(args) => Ok(scrub::run(args, &env)),
         Command::Completions { shell } => {
@@ -61,11 +63,21 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             clap_complete::generate(*shell, &mut command, "bbinject", &mut std::io::stdout());
             Ok(ExitCode::Success)
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => match manual::write_all(dir) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                Ok(ExitCode::Success)
+            }
+            Err(e) => Err(Error::Manual {
+                dir: dir.display().to_string(),
+                reason: e.kind().to_string(),
+            }),
+        },
+        Command::Man { dir: None } => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-                .render(&mut page)
-                .map_err(Error::Runtime)?;
+            manual::write_main(&mut page).map_err(Error::Runtime)?;
             // A closed stdout (`| head`) is not an error.
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
             Ok(ExitCode::Success)

@@ -31,7 +31,10 @@ fn main() -> std::process::ExitCode {
     // reqwest is built without a default TLS provider; without this, building
     // the HTTP client panics.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = bbinject::cli::Cli::parse_from(args);
+    let cli = match bbinject::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return bbinject::error::usage(&error, &args).into(),
+    };
     bbinject::logging::init(cli.verbose);
     match bbinject::run(cli) {
         Ok(code) => code.into(),

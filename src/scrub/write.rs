@@ -61,7 +61,11 @@ pub fn edited(text: &str, edits: &[&Edit]) -> String {
             header = Some(n);
             continue;
         }
-        let key = line.trim_start().split(['=', ' ', '\t']).next().unwrap_or("");
+        let key = line
+            .trim_start()
+            .split(['=', ' ', '\t'])
+            .next()
+            .unwrap_or("");
         let is_header = key.eq_ignore_ascii_case("extraheader")
             && drop_headers.iter().any(|v| line.contains(v));
         if drop_lines.contains(&n) || is_header {

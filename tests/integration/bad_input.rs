@@ -353,15 +353,15 @@ fn a_fifo_or_device_anywhere_a_secret_or_config_is_read_is_refused_at_once() {
             "BITBUCKET_API_TOKEN_FILE=",
         ),
         (
-            Bb::new().args(["--secrets-dir", &dir.display().to_string(), "check"]),
+            Bb::new().args(["check", "--secrets-dir", &dir.display().to_string()]),
             "bitbucket_api_token: is a named pipe (FIFO)",
         ),
         (
-            Bb::new().args(["--config", &fifo_s, "check"]),
+            Bb::new().args(["check", "--config", &fifo_s]),
             "it is a named pipe (FIFO), not a regular file",
         ),
         (
-            Bb::new().args(["--config", "/dev/zero", "check"]),
+            Bb::new().args(["check", "--config", "/dev/zero"]),
             "it is a device, not a regular file",
         ),
         (
@@ -430,7 +430,7 @@ fn exec_without_preflight_still_warns_about_a_readable_secret_file() {
 
 #[test]
 fn a_missing_secrets_dir_and_a_username_with_a_colon_are_named() {
-    let (_, run) = check_with(Bb::new().args(["--secrets-dir", "/nonexistent/run/secrets"]));
+    let (_, run) = check_args(Bb::new(), &["--secrets-dir", "/nonexistent/run/secrets"]);
     assert_usage_error(
         &run,
         "--secrets-dir /nonexistent/run/secrets: does not exist",

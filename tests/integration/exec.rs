@@ -796,7 +796,8 @@ fn a_config_routes_each_repository_to_its_own_credential() {
     command
         .env("ACME_TOKEN", FAKE_ACCESS_TOKEN)
         .env("PARTNER_TOKEN", OTHER_TOKEN)
-        .args(["--config", &config_path.display().to_string(), "exec", "--no-preflight", "--git-url", &server.url(), "--"])
+        .args(["exec", "--config", &config_path.display().to_string(), "--no-preflight"])
+        .args(["--git-url", &server.url(), "--"])
         .args(["sh", "-c"])
         .arg(format!(
             "env | grep -c _TOKEN= ; '{g}' clone -q {u}/acme/app.git app && '{g}' clone -q {u}/partner/lib.git lib",

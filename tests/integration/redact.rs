@@ -82,9 +82,9 @@ fn every_form_of_every_secret_is_masked_on_both_streams_however_it_is_split() {
     let mut command = bb.command();
     command
         .args([
+            "exec",
             "--config",
             &config_arg,
-            "exec",
             "--no-preflight",
             "--",
             "sh",

@@ -52,6 +52,64 @@ fn completions_are_generated_for_every_shell_and_bash_parses_them() {
 }
 
 #[test]
+fn man_dir_writes_a_page_per_command_each_with_exit_status_environment_and_examples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["man", "--dir", &dir.path().display().to_string()]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    for command in [
+        "check",
+        "exec",
+        "export",
+        "scrub",
+        "credential",
+        "completions",
+        "man",
+    ] {
+        let page = dir.path().join(format!("bbinject-{command}.1"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(
+            text.contains(&format!(".TH bbinject-{command} 1")),
+            "{command}"
+        );
+        for section in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH \"EXIT STATUS\"",
+            ".SH \"SEE ALSO\"",
+        ] {
+            assert!(text.contains(section), "{command}: {section}");
+        }
+        if ["check", "exec", "export", "scrub"].contains(&command) {
+            assert!(
+                text.contains(".SH ENVIRONMENT") && text.contains(".SH EXAMPLES"),
+                "{command}"
+            );
+        }
+        // The page documents only the options that apply to the command.
+        let global_only = !["check", "exec", "export"].contains(&command);
+        assert_eq!(
+            !text.contains("\\-\\-config"),
+            global_only,
+            "{command}: --config"
+        );
+        assert_eq!(
+            !text.contains("\\-\\-secrets\\-dir"),
+            global_only,
+            "{command}: --secrets-dir"
+        );
+    }
+    assert!(dir.path().join("bbinject.1").exists());
+    assert!(!dir.path().join("bbinject-broker.1").exists());
+    assert!(!dir.path().join("bbinject-help.1").exists());
+    // Every page the main page refers to exists.
+    let main = std::fs::read_to_string(dir.path().join("bbinject.1")).expect("main page");
+    for command in ["check", "exec", "export", "scrub"] {
+        assert!(main.contains(&format!("bbinject\\-{command}")), "{command}");
+    }
+}
+
+#[test]
 fn the_man_page_is_roff_with_every_command() {
     let out = run(&["man"]);
     assert_eq!(out.code(), 0, "{}", out.describe());
