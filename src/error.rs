@@ -62,12 +62,21 @@ pub enum Error {
     Http(#[from] HttpError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot set up the broker: {0}")]
+    #[error("cannot set up the broker: {}", io_reason(.0))]
     RuntimeDir(std::io::Error),
     #[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
     GitConfigCount(String),
     #[error("cannot write the man pages into {dir}: {reason}")]
     Manual { dir: String, reason: String },
+}
+
+/// An I/O error as a short clause, without the OS error number.
+fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 impl Error {
@@ -166,14 +175,30 @@ mod tests {
     fn exit_codes_are_the_documented_numbers() {
         let table = [
             (ExitCode::Success, 0),
+            (ExitCode::Found, 1),
             (ExitCode::Usage, 2),
             (ExitCode::CredentialRejected, 3),
             (ExitCode::NotAllowed, 4),
             (ExitCode::Unreachable, 5),
+            (ExitCode::CannotExecute, 126),
+            (ExitCode::CommandNotFound, 127),
+            (ExitCode::Child(0), 0),
+            (ExitCode::Child(7), 7),
+            (ExitCode::Child(143), 143),
+            (ExitCode::Child(255), 255),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");
         }
+    }
+
+    #[test]
+    fn io_errors_read_without_the_os_error_number() {
+        let e = Error::RuntimeDir(std::io::Error::from_raw_os_error(30));
+        assert_eq!(
+            e.to_string(),
+            "cannot set up the broker: Read-only file system"
+        );
     }
 
     #[test]

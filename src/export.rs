@@ -34,9 +34,14 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
             }
             Err(e) => {
                 eprint_line(&format!("bbinject: error: cannot revoke: {e}"));
-                eprint_line(
-                    "hint: run it in the shell that evaluated `bbinject export` (it reads BBINJECT_SOCKET and BBINJECT_CAPABILITY)",
-                );
+                eprint_line(match e {
+                    client::ClientError::Refused(_) => {
+                        "hint: nothing to do: a broker of `bbinject exec` ends when its command does"
+                    }
+                    _ => {
+                        "hint: run it in the shell that evaluated `bbinject export` (it reads BBINJECT_SOCKET and BBINJECT_CAPABILITY)"
+                    }
+                });
                 ExitCode::Usage
             }
         });

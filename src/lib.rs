@@ -72,7 +72,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Err(e) => Err(Error::Manual {
                 dir: dir.display().to_string(),
-                reason: e.kind().to_string(),
+                reason: match e.kind() {
+                    std::io::ErrorKind::NotFound => "it cannot be created there".into(),
+                    std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+                    kind => kind.to_string(),
+                },
             }),
         },
         Command::Man { dir: None } => {

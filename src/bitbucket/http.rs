@@ -72,9 +72,13 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpErro
         .https_only(false);
     if let Some(path) = &settings.ca_file {
         let shown = path.display().to_string();
-        let pem = std::fs::read(path).map_err(|e| HttpError::CaFileUnreadable {
-            path: shown.clone(),
-            reason: e.kind().to_string(),
+        // A bundle of every public CA is ~250 KiB; a FIFO must not block us.
+        const MAX_CA_BYTES: u64 = 8 * 1024 * 1024;
+        let (pem, _) = crate::credential::read_regular_file(path, MAX_CA_BYTES).map_err(|p| {
+            HttpError::CaFileUnreadable {
+                path: shown.clone(),
+                reason: p.describe(MAX_CA_BYTES),
+            }
         })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .ok()

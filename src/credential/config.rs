@@ -93,14 +93,11 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
     };
     // The file may hold secrets (`secret:`): our copies are wiped when done.
     let (bytes, _) = read_regular_file(path, MAX_CONFIG_BYTES).map_err(|p| match p {
-        FileProblem::Missing => unreadable("it does not exist".into()),
-        FileProblem::Directory => unreadable("it is a directory".into()),
-        FileProblem::NotAFile(what) => unreadable(format!("it is {what}, not a regular file")),
-        FileProblem::Unreadable(reason) => unreadable(reason),
         FileProblem::TooLarge => unreadable(format!(
-            "it is larger than {} KiB, which no config is",
-            MAX_CONFIG_BYTES / 1024
+            "{}, which no config is",
+            p.describe(MAX_CONFIG_BYTES)
         )),
+        p => unreadable(p.describe(MAX_CONFIG_BYTES)),
     })?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) => zeroize::Zeroizing::new(text.to_owned()),

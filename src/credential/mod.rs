@@ -16,7 +16,8 @@ use std::fmt;
 pub use config::{ConfigDefaults, ConfigError};
 pub use repo::{RepoRef, RepoRefError};
 pub use source::{
-    APP_PASSWORD_HINT, Environment, ProcessEnvironment, SECRET_VARIABLES, SourceError,
+    APP_PASSWORD_HINT, Environment, FileProblem, ProcessEnvironment, SECRET_VARIABLES, SourceError,
+    read_regular_file,
 };
 
 use crate::secret::Secret;

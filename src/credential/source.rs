@@ -280,6 +280,19 @@ pub enum FileProblem {
     TooLarge,
 }
 
+impl FileProblem {
+    /// The problem as a clause: `it does not exist`, `it is a device, not a regular file`…
+    pub fn describe(&self, max: u64) -> String {
+        match self {
+            FileProblem::Missing => "it does not exist".into(),
+            FileProblem::Directory => "it is a directory".into(),
+            FileProblem::NotAFile(what) => format!("it is {what}, not a regular file"),
+            FileProblem::Unreadable(reason) => reason.clone(),
+            FileProblem::TooLarge => format!("it is larger than {} KiB", max / 1024),
+        }
+    }
+}
+
 /// Reads at most `max` bytes of the regular file at `path`. Anything else (a
 /// FIFO, a socket, a device) is refused without blocking: the file is opened
 /// non-blocking and checked through its handle, so a path swapped between a

@@ -76,10 +76,11 @@ impl ScrubError {
                 "scrub edits only UTF-8 config files; save the file as UTF-8 (git reads it either way) and run scrub again"
             }
             ScrubError::TooLarge { .. } => "scrub the submodules' repositories one by one",
-            ScrubError::Locked { .. }
-            | ScrubError::Unwritable { .. }
-            | ScrubError::Verification { .. } => {
+            ScrubError::Locked { .. } | ScrubError::Unwritable { .. } => {
                 "nothing was lost: every file was either rewritten whole or left as it was; run scrub again when the file is free"
+            }
+            ScrubError::Verification { .. } => {
+                "nothing was changed: the credential is written in a form scrub does not edit (an escaped character in it, say); remove it with an editor, then revoke it"
             }
             ScrubError::Outside { .. } => {
                 "remove the credential from that file by hand (or run scrub on the repository it belongs to), then revoke it"

@@ -1001,3 +1001,35 @@ fn without_a_repo_exec_says_once_at_info_level_what_would_prove_the_credential()
         verbose.describe()
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn no_writable_runtime_directory_is_a_clear_error_before_the_command_starts() {
+    require_root();
+    // A private mount namespace where /tmp (the last fallback) is read-only.
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
+    let exe = assert_cmd::cargo::cargo_bin!("bbinject")
+        .display()
+        .to_string();
+    let script = format!(
+        "mount -t tmpfs -o ro none /tmp && TMPDIR=/tmp '{exe}' exec --no-preflight -- echo started"
+    );
+    let run = Run::from(
+        bb.program("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .output()
+            .expect("unshare"),
+    );
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(!run.stdout.contains("started"), "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("bbinject: error: cannot set up the broker: Read-only file system")
+            && run
+                .stderr
+                .contains("hint: bbinject needs a private directory")
+            && !run.stderr.contains("os error"),
+        "{}",
+        run.describe()
+    );
+}

@@ -9,6 +9,7 @@ mod check;
 mod ci_examples;
 mod exec;
 mod export;
+mod messages;
 mod redact;
 mod release;
 mod scrub;
