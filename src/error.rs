@@ -2,53 +2,11 @@
 //! `bbinject: error: …` then `hint: …`. Errors of every module arrive here
 //! typed; none of them carries a secret, so none can print one.
 
-use crate::bitbucket::{EndpointError, HttpError, codes};
+use crate::bitbucket::{EndpointError, HttpError};
+use crate::codes::ProblemCode;
 use crate::credential::{RepoRefError, ResolveError};
 
-/// What `bbinject` exits with. `check` and a failing preflight use 2–5;
-/// `exec` otherwise passes the child's status through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCode {
-    Success,
-    /// `scrub --check`: credentials were found.
-    Found,
-    /// Usage or configuration: no credential, `X` and `X_FILE` both set, bad YAML…
-    Usage,
-    /// Bitbucket refused the credential (401/410).
-    CredentialRejected,
-    /// Authenticated but not allowed (403, 404 on a private repository, missing scope).
-    NotAllowed,
-    /// Bitbucket could not be reached (DNS, TLS, timeout, 5xx/429 after retries).
-    Unreachable,
-    /// `exec`: the command could not be executed (126, as shells do).
-    CannotExecute,
-    /// `exec`: the command was not found (127, as shells do).
-    CommandNotFound,
-    /// `exec`: the child's own status, or `128 + n` if signal `n` killed it.
-    Child(u8),
-}
-
-impl ExitCode {
-    pub fn code(self) -> u8 {
-        match self {
-            ExitCode::Success => 0,
-            ExitCode::Found => 1,
-            ExitCode::Usage => 2,
-            ExitCode::CredentialRejected => 3,
-            ExitCode::NotAllowed => 4,
-            ExitCode::Unreachable => 5,
-            ExitCode::CannotExecute => 126,
-            ExitCode::CommandNotFound => 127,
-            ExitCode::Child(code) => code,
-        }
-    }
-}
-
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(code: ExitCode) -> Self {
-        std::process::ExitCode::from(code.code())
-    }
-}
+pub use crate::codes::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -104,8 +62,8 @@ impl Error {
     }
 
     /// The stable problem code this error has in a JSON report.
-    pub fn code(&self) -> &'static str {
-        codes::CONFIGURATION
+    pub fn code(&self) -> ProblemCode {
+        ProblemCode::Configuration
     }
 }
 
@@ -146,7 +104,7 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
             .to_owned();
         let mut report = crate::bitbucket::Report::new(crate::bitbucket::Need::default());
         report.push(crate::bitbucket::Problem::error(
-            codes::CONFIGURATION,
+            ProblemCode::Configuration,
             message,
             "see `bbinject check --help`",
         ));
@@ -170,27 +128,6 @@ pub fn print(error: &Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_are_the_documented_numbers() {
-        let table = [
-            (ExitCode::Success, 0),
-            (ExitCode::Found, 1),
-            (ExitCode::Usage, 2),
-            (ExitCode::CredentialRejected, 3),
-            (ExitCode::NotAllowed, 4),
-            (ExitCode::Unreachable, 5),
-            (ExitCode::CannotExecute, 126),
-            (ExitCode::CommandNotFound, 127),
-            (ExitCode::Child(0), 0),
-            (ExitCode::Child(7), 7),
-            (ExitCode::Child(143), 143),
-            (ExitCode::Child(255), 255),
-        ];
-        for (code, number) in table {
-            assert_eq!(code.code(), number, "{code:?}");
-        }
-    }
 
     #[test]
     fn io_errors_read_without_the_os_error_number() {

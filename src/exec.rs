@@ -226,7 +226,8 @@ pub(crate) async fn preflight_and_tokens(
             report.problems.retain(|p| {
                 !matches!(
                     p.code,
-                    crate::bitbucket::codes::NOT_VERIFIED | "rest-email-missing"
+                    crate::codes::ProblemCode::NotVerified
+                        | crate::codes::ProblemCode::RestEmailMissing
                 )
             });
             tracing::info!(

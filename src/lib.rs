@@ -22,6 +22,7 @@ pub mod bitbucket;
 pub mod broker;
 pub mod check;
 pub mod cli;
+pub mod codes;
 pub mod credential;
 pub mod error;
 pub mod exec;

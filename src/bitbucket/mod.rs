@@ -24,7 +24,7 @@ pub mod endpoint_defaults {
 pub use http::{HttpError, HttpSettings};
 pub use preflight::Preflight;
 pub use report::{
-    CredentialSummary, Identity, Problem, RepoResult, Report, Severity, Verdict, codes,
+    CredentialSummary, Identity, Problem, ProblemCode, RepoResult, Report, Severity, Verdict,
 };
 
 /// What a build needs to do with a repository.

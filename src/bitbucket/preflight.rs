@@ -10,7 +10,8 @@ use super::api::{self, Auth};
 use super::endpoint::Endpoints;
 use super::git_probe::{self, Service};
 use super::http::{self, HttpError, HttpSettings, Reply, TransportError};
-use super::report::{CredentialSummary, Problem, RepoResult, Report, Verdict, codes};
+use super::report::{CredentialSummary, Problem, RepoResult, Report, Verdict};
+use crate::codes::ProblemCode;
 use crate::credential::{Credential, CredentialSet, Kind, RepoRef, RestAuth};
 use crate::secret::Secret;
 
@@ -121,7 +122,7 @@ impl Preflight {
             if route.is_none() {
                 report.push(
                     Problem::error(
-                        codes::NO_CREDENTIAL_FOR_REPOSITORY,
+                        ProblemCode::NoCredentialForRepository,
                         format!("no credential in the config matches {repo}"),
                         "add its workspace or workspace/slug to a credential's `match:` list, or \
                          add a credential without `match:` as the default",
@@ -201,7 +202,7 @@ impl Preflight {
                 };
                 report.push(
                     Problem::warning(
-                        codes::NOT_VERIFIED,
+                        ProblemCode::NotVerified,
                         format!(
                             "only the form of the credential was checked: no --repo was given and {why}"
                         ),
@@ -257,7 +258,7 @@ impl Preflight {
                 if probing.bearer.is_none() {
                     report.push(
                         Problem::error(
-                            codes::UNEXPECTED_RESPONSE,
+                            ProblemCode::UnexpectedResponse,
                             format!("{url} answered 200 without an access_token"),
                             "check --token-url; the default is https://bitbucket.org/site/oauth2/access_token",
                         )
@@ -272,7 +273,7 @@ impl Preflight {
                     .unwrap_or_default();
                 report.push(
                     Problem::error(
-                        codes::OAUTH_EXCHANGE_FAILED,
+                        ProblemCode::OauthExchangeFailed,
                         format!(
                             "the OAuth consumer {client_id} was refused a token by {url}: HTTP {}{said}",
                             reply.status
@@ -349,7 +350,7 @@ impl Preflight {
                 };
                 report.push(
                     Problem::warning(
-                        codes::IDENTITY_UNAVAILABLE,
+                        ProblemCode::IdentityUnavailable,
                         format!(
                             "Bitbucket accepted the credential but will not say whose it is (missing {missing})"
                         ),
@@ -410,7 +411,7 @@ impl Preflight {
                         result.api = Verdict::Unknown;
                         report.push(
                             Problem::error(
-                                codes::AUTHENTICATION_NOT_PROVEN,
+                                ProblemCode::AuthenticationNotProven,
                                 format!(
                                     "{repo} is public and Bitbucket answered without saying it used the \
                                      credential (no x-credential-type header): a malformed credential is \
@@ -508,7 +509,7 @@ impl Preflight {
                 *verdict_slot = Verdict::Unknown;
                 report.push(
                     Problem::error(
-                        codes::UNEXPECTED_RESPONSE,
+                        ProblemCode::UnexpectedResponse,
                         format!(
                             "{} did not answer like a git server for {repo} (content type {})",
                             self.endpoints.git,
@@ -527,7 +528,7 @@ impl Preflight {
                     *verdict_slot = Verdict::Denied;
                     report.push(
                         Problem::error(
-                            codes::WRITE_NOT_ALLOWED,
+                            ProblemCode::WriteNotAllowed,
                             format!(
                                 "{} can clone {repo} but not push to it (git-receive-pack answered {})",
                                 probing.credential.kind().description(),
@@ -582,7 +583,7 @@ impl Preflight {
                     || probing.credential.secret().starts_with("ATBB") =>
             {
                 Problem::error(
-                    codes::APP_PASSWORD_REMOVED,
+                    ProblemCode::AppPasswordRemoved,
                     format!(
                         "{} rejected the credential{where_} (HTTP {}): it is an app password, and app \
                          passwords were removed from Bitbucket Cloud on 2026-07-28",
@@ -598,7 +599,7 @@ impl Preflight {
                 .is_some_and(|m| m.contains("Access token expired")) =>
             {
                 Problem::error(
-                    codes::TOKEN_EXPIRED,
+                    ProblemCode::TokenExpired,
                     format!("{} says the token has expired{where_}", probe.describe()),
                     match kind {
                         Kind::OauthClientCredentials => {
@@ -611,7 +612,7 @@ impl Preflight {
                 )
             }
             401 if is_git && probing.credential.git_username().contains('@') => Problem::error(
-                codes::GIT_USERNAME_IS_EMAIL,
+                ProblemCode::GitUsernameIsEmail,
                 format!(
                     "git rejected the username {}{where_}: git needs the Bitbucket username, not the email",
                     probing.credential.git_username()
@@ -621,9 +622,9 @@ impl Preflight {
             ),
             401 => Problem::error(
                 if is_git {
-                    codes::GIT_CREDENTIAL_REJECTED
+                    ProblemCode::GitCredentialRejected
                 } else {
-                    codes::CREDENTIAL_REJECTED
+                    ProblemCode::CredentialRejected
                 },
                 format!(
                     "{} rejected the {}{where_} (HTTP 401{said})",
@@ -633,7 +634,7 @@ impl Preflight {
                 self.rejected_hint(probing, probe),
             ),
             403 if !body.required.is_empty() => Problem::error(
-                codes::MISSING_SCOPE,
+                ProblemCode::MissingScope,
                 format!(
                     "the {} lacks the scope {}{where_}{}",
                     kind.description(),
@@ -652,7 +653,7 @@ impl Preflight {
                 .is_some_and(|m| m.contains("authentication mechanism")) =>
             {
                 Problem::error(
-                    codes::AUTH_MECHANISM_NOT_ALLOWED,
+                    ProblemCode::AuthMechanismNotAllowed,
                     format!(
                         "{} refuses this kind of credential{where_}{said}",
                         probe.describe()
@@ -667,7 +668,7 @@ impl Preflight {
                     _ => "repository (read)",
                 };
                 Problem::error(
-                    codes::MISSING_SCOPE,
+                    ProblemCode::MissingScope,
                     format!(
                         "git refused to let the {} read{where_} (HTTP 403)",
                         kind.description()
@@ -676,12 +677,12 @@ impl Preflight {
                 )
             }
             403 => Problem::error(
-                codes::FORBIDDEN,
+                ProblemCode::Forbidden,
                 format!("{} answered 403 Forbidden{where_}{said}", probe.describe()),
                 "the account or token has no access here; ask a workspace admin to grant it",
             ),
             404 => Problem::error(
-                codes::REPOSITORY_NOT_FOUND,
+                ProblemCode::RepositoryNotFound,
                 format!(
                     "{} not found, or not visible to this credential ({} answered 404; Bitbucket \
                      answers 404, not 403, for private repositories you cannot see)",
@@ -701,7 +702,7 @@ impl Preflight {
                 },
             ),
             429 => Problem::error(
-                codes::RATE_LIMITED,
+                ProblemCode::RateLimited,
                 format!(
                     "{} rate-limited the request{where_} after {} attempts (HTTP 429)",
                     probe.describe(),
@@ -710,7 +711,7 @@ impl Preflight {
                 "wait a few minutes; if many builds share one credential, spread them across tokens",
             ),
             500..=599 => Problem::error(
-                codes::BITBUCKET_UNAVAILABLE,
+                ProblemCode::BitbucketUnavailable,
                 format!(
                     "{} failed{where_} with HTTP {} after {} attempts",
                     probe.describe(),
@@ -720,7 +721,7 @@ impl Preflight {
                 "Bitbucket may be having an incident (see bitbucket.status.atlassian.com); run again later",
             ),
             300..=399 => Problem::error(
-                codes::UNEXPECTED_RESPONSE,
+                ProblemCode::UnexpectedResponse,
                 format!(
                     "{} redirected{where_} (HTTP {}) to {}",
                     probe.describe(),
@@ -733,7 +734,7 @@ impl Preflight {
                 "check --api-url and --git-url; bbinject does not follow redirects with credentials",
             ),
             status => Problem::error(
-                codes::UNEXPECTED_RESPONSE,
+                ProblemCode::UnexpectedResponse,
                 format!("{} answered HTTP {status}{where_}{said}", probe.describe()),
                 "check --api-url and --git-url",
             ),
@@ -773,34 +774,34 @@ impl Preflight {
         let what = probe.describe();
         match error {
             TransportError::Timeout { detail } => Problem::error(
-                codes::TIMEOUT,
+                ProblemCode::Timeout,
                 format!("{what} at {host} did not answer in time ({detail})"),
                 "raise --timeout, or check that the agent can reach the host (firewall, HTTPS_PROXY)",
             ),
             TransportError::Tls { detail } => Problem::error(
-                codes::TLS_UNTRUSTED,
+                ProblemCode::TlsUntrusted,
                 format!("the TLS certificate of {host} is not trusted ({detail})"),
                 "if a proxy inspects TLS, give its root CA with --ca-file FILE or SSL_CERT_FILE=FILE",
             ),
             TransportError::TlsName { detail } => Problem::error(
-                codes::TLS_NAME_MISMATCH,
+                ProblemCode::TlsNameMismatch,
                 format!("the TLS certificate of {host} is for another host name ({detail})"),
                 "check the host in --api-url / --git-url, or the TLS-inspecting proxy's certificate \
                  for this host; trusting a CA (--ca-file) cannot fix a name mismatch",
             ),
             TransportError::Proxy { detail } => Problem::error(
-                codes::PROXY_ERROR,
+                ProblemCode::ProxyError,
                 format!("the proxy failed for {host} ({detail})"),
                 "check HTTPS_PROXY / NO_PROXY and the proxy's credentials",
             ),
             TransportError::Dns { detail } => Problem::error(
-                codes::UNREACHABLE,
+                ProblemCode::Unreachable,
                 format!("cannot resolve {host} ({detail})"),
                 "check the agent's DNS and network, or the host in --api-url / --git-url",
             ),
             TransportError::Connect { detail } | TransportError::Other { detail } => {
                 Problem::error(
-                    codes::UNREACHABLE,
+                    ProblemCode::Unreachable,
                     format!("cannot reach {what} at {host} ({detail})"),
                     "check the agent's network, firewall and HTTPS_PROXY, or the host in --api-url / --git-url",
                 )

@@ -9,77 +9,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::error::ExitCode;
+use crate::codes::ExitCode;
 
-/// Stable problem codes, and the exit code each one implies when it is an error.
-pub mod codes {
-    use crate::error::ExitCode;
-
-    pub const CONFIGURATION: &str = "configuration";
-    pub const NO_CREDENTIAL_FOR_REPOSITORY: &str = "no-credential-for-repository";
-    pub const APP_PASSWORD_REMOVED: &str = "app-password-removed";
-    pub const CREDENTIAL_REJECTED: &str = "credential-rejected";
-    pub const GIT_CREDENTIAL_REJECTED: &str = "git-credential-rejected";
-    pub const GIT_USERNAME_IS_EMAIL: &str = "git-username-is-email";
-    pub const TOKEN_EXPIRED: &str = "token-expired";
-    pub const OAUTH_EXCHANGE_FAILED: &str = "oauth-exchange-failed";
-    pub const AUTHENTICATION_NOT_PROVEN: &str = "authentication-not-proven";
-    pub const MISSING_SCOPE: &str = "missing-scope";
-    pub const AUTH_MECHANISM_NOT_ALLOWED: &str = "auth-mechanism-not-allowed";
-    pub const REPOSITORY_NOT_FOUND: &str = "repository-not-found";
-    pub const WRITE_NOT_ALLOWED: &str = "write-not-allowed";
-    pub const FORBIDDEN: &str = "forbidden";
-    pub const RATE_LIMITED: &str = "rate-limited";
-    pub const BITBUCKET_UNAVAILABLE: &str = "bitbucket-unavailable";
-    pub const UNREACHABLE: &str = "unreachable";
-    pub const TIMEOUT: &str = "timeout";
-    pub const TLS_UNTRUSTED: &str = "tls-untrusted";
-    pub const TLS_NAME_MISMATCH: &str = "tls-name-mismatch";
-    pub const PROXY_ERROR: &str = "proxy-error";
-    pub const UNEXPECTED_RESPONSE: &str = "unexpected-response";
-    /// Warnings only.
-    pub const IDENTITY_UNAVAILABLE: &str = "identity-unavailable";
-    pub const NOT_VERIFIED: &str = "not-verified";
-
-    /// Every code that can be an error, with its exit code.
-    pub const ERRORS: &[(&str, ExitCode)] = &[
-        (CONFIGURATION, ExitCode::Usage),
-        (NO_CREDENTIAL_FOR_REPOSITORY, ExitCode::Usage),
-        (APP_PASSWORD_REMOVED, ExitCode::CredentialRejected),
-        (CREDENTIAL_REJECTED, ExitCode::CredentialRejected),
-        (GIT_CREDENTIAL_REJECTED, ExitCode::CredentialRejected),
-        (GIT_USERNAME_IS_EMAIL, ExitCode::CredentialRejected),
-        (TOKEN_EXPIRED, ExitCode::CredentialRejected),
-        (OAUTH_EXCHANGE_FAILED, ExitCode::CredentialRejected),
-        (AUTHENTICATION_NOT_PROVEN, ExitCode::CredentialRejected),
-        (MISSING_SCOPE, ExitCode::NotAllowed),
-        (AUTH_MECHANISM_NOT_ALLOWED, ExitCode::NotAllowed),
-        (REPOSITORY_NOT_FOUND, ExitCode::NotAllowed),
-        (WRITE_NOT_ALLOWED, ExitCode::NotAllowed),
-        (FORBIDDEN, ExitCode::NotAllowed),
-        (RATE_LIMITED, ExitCode::Unreachable),
-        (BITBUCKET_UNAVAILABLE, ExitCode::Unreachable),
-        (UNREACHABLE, ExitCode::Unreachable),
-        (TIMEOUT, ExitCode::Unreachable),
-        (TLS_UNTRUSTED, ExitCode::Unreachable),
-        (TLS_NAME_MISMATCH, ExitCode::Unreachable),
-        (PROXY_ERROR, ExitCode::Unreachable),
-        (UNEXPECTED_RESPONSE, ExitCode::Unreachable),
-    ];
-
-    /// Codes that describe the credential itself (it was rejected), not one
-    /// repository: reported once per credential however many repositories hit them.
-    pub fn is_about_the_credential(code: &str) -> bool {
-        exit_code(code) == ExitCode::CredentialRejected && code != AUTHENTICATION_NOT_PROVEN
-    }
-
-    pub fn exit_code(code: &str) -> ExitCode {
-        ERRORS
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map_or(ExitCode::Unreachable, |(_, e)| *e)
-    }
-}
+pub use crate::codes::ProblemCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,7 +22,7 @@ pub enum Severity {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub severity: Severity,
     /// The repository it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +35,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn error(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn error(code: ProblemCode, message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             code,
             severity: Severity::Error,
@@ -114,11 +46,7 @@ impl Problem {
         }
     }
 
-    pub fn warning(
-        code: &'static str,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
+    pub fn warning(code: ProblemCode, message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             ..Self::error(code, message, hint)
@@ -236,7 +164,7 @@ impl Report {
     /// repository and credential (the API and git probes often agree), or, for
     /// a rejected credential, for the same credential at all.
     pub fn push(&mut self, problem: Problem) {
-        let credential_wide = codes::is_about_the_credential(problem.code);
+        let credential_wide = problem.code.is_about_the_credential();
         let duplicate = self.problems.iter().any(|p| {
             p.code == problem.code
                 && p.credential == problem.credential
@@ -260,7 +188,7 @@ impl Report {
         self.problems
             .iter()
             .filter(|p| p.severity == Severity::Error)
-            .map(|p| codes::exit_code(p.code))
+            .map(|p| p.code.exit_code().unwrap_or(ExitCode::Unreachable))
             .min_by_key(|e| e.code())
             .unwrap_or(ExitCode::Success)
     }
@@ -339,15 +267,15 @@ mod tests {
     fn the_most_fundamental_error_decides_the_exit_code() {
         let mut report = Report::new(super::super::Need::Read);
         assert_eq!(report.exit(), ExitCode::Success);
-        report.push(Problem::warning(codes::NOT_VERIFIED, "m", "h"));
+        report.push(Problem::warning(ProblemCode::NotVerified, "m", "h"));
         assert!(report.ok);
-        report.push(Problem::error(codes::TIMEOUT, "m", "h"));
+        report.push(Problem::error(ProblemCode::Timeout, "m", "h"));
         assert_eq!(report.exit_code, 5);
-        report.push(Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h"));
+        report.push(Problem::error(ProblemCode::RepositoryNotFound, "m", "h"));
         assert_eq!(report.exit_code, 4);
-        report.push(Problem::error(codes::APP_PASSWORD_REMOVED, "m", "h"));
+        report.push(Problem::error(ProblemCode::AppPasswordRemoved, "m", "h"));
         assert_eq!(report.exit_code, 3);
-        report.push(Problem::error(codes::CONFIGURATION, "m", "h"));
+        report.push(Problem::error(ProblemCode::Configuration, "m", "h"));
         assert_eq!(report.exit_code, 2);
         assert!(!report.ok);
     }
@@ -355,7 +283,7 @@ mod tests {
     #[test]
     fn duplicate_problems_are_reported_once() {
         let mut report = Report::new(super::super::Need::Read);
-        let p = Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h").for_repository(&"a/b");
+        let p = Problem::error(ProblemCode::RepositoryNotFound, "m", "h").for_repository(&"a/b");
         report.push(p.clone());
         report.push(p);
         assert_eq!(report.problems.len(), 1);
@@ -365,17 +293,18 @@ mod tests {
     fn a_rejected_credential_is_reported_once_for_all_repositories() {
         let mut report = Report::new(super::super::Need::Read);
         for repo in ["a/one", "a/two"] {
-            report.push(Problem::error(codes::TOKEN_EXPIRED, "m", "h").for_repository(&repo));
-            report
-                .push(Problem::error(codes::REPOSITORY_NOT_FOUND, "m", "h").for_repository(&repo));
+            report.push(Problem::error(ProblemCode::TokenExpired, "m", "h").for_repository(&repo));
+            report.push(
+                Problem::error(ProblemCode::RepositoryNotFound, "m", "h").for_repository(&repo),
+            );
         }
         let codes: Vec<_> = report.problems.iter().map(|p| p.code).collect();
         assert_eq!(
             codes,
             [
-                codes::TOKEN_EXPIRED,
-                codes::REPOSITORY_NOT_FOUND,
-                codes::REPOSITORY_NOT_FOUND
+                ProblemCode::TokenExpired,
+                ProblemCode::RepositoryNotFound,
+                ProblemCode::RepositoryNotFound
             ]
         );
     }
@@ -383,7 +312,7 @@ mod tests {
     #[test]
     fn every_error_code_is_kebab_case_and_unique() {
         let mut seen = std::collections::HashSet::new();
-        for (code, _) in codes::ERRORS {
+        for code in ProblemCode::ALL.map(ProblemCode::as_str) {
             assert!(
                 code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
                 "{code}"

@@ -232,7 +232,7 @@ impl fmt::Debug for Credential {
 /// A non-fatal observation about how a credential was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    pub code: &'static str,
+    pub code: crate::codes::ProblemCode,
     pub message: String,
     pub hint: String,
 }

@@ -378,7 +378,7 @@ pub fn read_secret_file(
     if let Some(who) = readable_by_others(&metadata) {
         let mode = metadata.permissions().mode();
         warnings.push(Warning {
-            code: "secret-file-permissions",
+            code: crate::codes::ProblemCode::SecretFilePermissions,
             message: format!("{label} is readable by {who} (mode {:03o})", mode & 0o777),
             hint:
                 "restrict it (chmod 600; for a Kubernetes secret, defaultMode: 0400, or 0440 with \
@@ -605,7 +605,7 @@ pub(super) fn build(
                 && value.contains('@')
             {
                 warnings.push(Warning {
-                    code: "git-username-is-email",
+                    code: crate::codes::ProblemCode::GitUsernameIsEmail,
                     message: format!(
                         "{source} holds an email address; git rejects the email as username, so \
                          {} is used for git instead",
@@ -622,7 +622,7 @@ pub(super) fn build(
             }
             if email.is_none() {
                 warnings.push(Warning {
-                    code: "rest-email-missing",
+                    code: crate::codes::ProblemCode::RestEmailMissing,
                     message:
                         "BITBUCKET_EMAIL is not set, so the REST API cannot be asked about this \
                               API token (it needs the Atlassian account email)"
@@ -642,7 +642,7 @@ pub(super) fn build(
         Kind::AccessToken => {
             if let Some((source, _)) = &fields.username {
                 warnings.push(Warning {
-                    code: "username-ignored",
+                    code: crate::codes::ProblemCode::UsernameIgnored,
                     message: format!(
                         "{source} is ignored: git must use {} with an access token",
                         super::TOKEN_GIT_USERNAME
@@ -671,7 +671,7 @@ pub(super) fn build(
                 return Err(ResolveError::AppPasswordEmailUsername { origin: source });
             }
             warnings.push(Warning {
-                code: "app-password-deprecated",
+                code: crate::codes::ProblemCode::AppPasswordDeprecated,
                 message: "app passwords were removed from Bitbucket Cloud on 2026-07-28; this one \
                           will be rejected"
                     .into(),
@@ -699,11 +699,17 @@ pub const APP_PASSWORD_HINT: &str = "create an API token with scopes read:reposi
 /// Token prefixes seen in the wild are hints, never grounds for refusal.
 fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
     let looks_like = if secret.starts_with("ATBB") {
-        Some((Kind::AppPassword, "looks-like-app-password"))
+        Some((
+            Kind::AppPassword,
+            crate::codes::ProblemCode::LooksLikeAppPassword,
+        ))
     } else if secret.starts_with("ATATT") {
-        Some((Kind::ApiToken, "looks-like-api-token"))
+        Some((Kind::ApiToken, crate::codes::ProblemCode::LooksLikeApiToken))
     } else if secret.starts_with("ATCTT") {
-        Some((Kind::AccessToken, "looks-like-access-token"))
+        Some((
+            Kind::AccessToken,
+            crate::codes::ProblemCode::LooksLikeAccessToken,
+        ))
     } else {
         None
     };
@@ -727,7 +733,7 @@ fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
     }
     if kind != Kind::OauthClientCredentials && secret.len() < 24 {
         warnings.push(Warning {
-            code: "secret-looks-like-label",
+            code: crate::codes::ProblemCode::SecretLooksLikeLabel,
             message: format!(
                 "the value from {source} is only {} characters long; Bitbucket tokens are much longer",
                 secret.len()
@@ -864,7 +870,7 @@ mod tests {
         assert!(
             cred.warnings
                 .iter()
-                .any(|w| w.code == "git-username-is-email")
+                .any(|w| w.code == crate::codes::ProblemCode::GitUsernameIsEmail)
         );
         assert!(
             matches!(cred.rest_auth(), crate::credential::RestAuth::Basic { user, .. } if user == "jdoe@example.com")
@@ -886,7 +892,7 @@ mod tests {
         assert!(
             cred.warnings
                 .iter()
-                .any(|w| w.code == "app-password-deprecated")
+                .any(|w| w.code == crate::codes::ProblemCode::AppPasswordDeprecated)
         );
     }
 
@@ -896,20 +902,20 @@ mod tests {
         assert!(
             cred.warnings
                 .iter()
-                .any(|w| w.code == "looks-like-app-password")
+                .any(|w| w.code == crate::codes::ProblemCode::LooksLikeAppPassword)
         );
         let cred = resolve(&[(ACCESS_TOKEN, FAKE_TOKEN)]).expect("accepted");
         assert!(
             cred.warnings
                 .iter()
-                .any(|w| w.code == "looks-like-api-token")
+                .any(|w| w.code == crate::codes::ProblemCode::LooksLikeApiToken)
         );
         let short = resolve(&[(ACCESS_TOKEN, "ci-token-for-builds")]).expect("accepted");
         assert!(
             short
                 .warnings
                 .iter()
-                .any(|w| w.code == "secret-looks-like-label")
+                .any(|w| w.code == crate::codes::ProblemCode::SecretLooksLikeLabel)
         );
         // Far too short for any live credential: an error, not a warning.
         let err = resolve(&[(ACCESS_TOKEN, "abcde")]).expect_err("too short");
@@ -958,7 +964,10 @@ mod tests {
 
         let open = write("open", FAKE_TOKEN.as_bytes(), 0o644);
         let (_, warnings) = read_secret_file(&open, "X_FILE=open").expect("ok");
-        assert_eq!(warnings[0].code, "secret-file-permissions");
+        assert_eq!(
+            warnings[0].code,
+            crate::codes::ProblemCode::SecretFilePermissions
+        );
 
         let cases: Vec<(PathBuf, Expect)> = vec![
             (dir.path().join("absent"), |e| {

@@ -1,0 +1,255 @@
+//! The stable codes a run ends with: the process exit status ([`ExitCode`])
+//! and the problem codes of a preflight report ([`ProblemCode`]), with the
+//! one exhaustive mapping between them. Their spellings are a public
+//! interface (README "Exit codes" and "JSON output"): never renamed once
+//! released. This module owns no text for people and depends on nothing else
+//! in the crate.
+
+use serde::Serialize;
+
+/// What `bbinject` exits with. `check` and a failing preflight use 2–5;
+/// `exec` otherwise passes the child's status through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Success,
+    /// `scrub --check`: credentials were found.
+    Found,
+    /// Usage or configuration: no credential, `X` and `X_FILE` both set, bad YAML…
+    Usage,
+    /// Bitbucket refused the credential (401/410).
+    CredentialRejected,
+    /// Authenticated but not allowed (403, 404 on a private repository, missing scope).
+    NotAllowed,
+    /// Bitbucket could not be reached (DNS, TLS, timeout, 5xx/429 after retries).
+    Unreachable,
+    /// `exec`: the command could not be executed (126, as shells do).
+    CannotExecute,
+    /// `exec`: the command was not found (127, as shells do).
+    CommandNotFound,
+    /// `exec`: the child's own status, or `128 + n` if signal `n` killed it.
+    Child(u8),
+}
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Found => 1,
+            ExitCode::Usage => 2,
+            ExitCode::CredentialRejected => 3,
+            ExitCode::NotAllowed => 4,
+            ExitCode::Unreachable => 5,
+            ExitCode::CannotExecute => 126,
+            ExitCode::CommandNotFound => 127,
+            ExitCode::Child(code) => code,
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+/// Every problem a preflight or credential resolution can report, serialized
+/// as its stable kebab-case code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemCode {
+    Configuration,
+    NoCredentialForRepository,
+    AppPasswordRemoved,
+    CredentialRejected,
+    GitCredentialRejected,
+    GitUsernameIsEmail,
+    TokenExpired,
+    OauthExchangeFailed,
+    AuthenticationNotProven,
+    MissingScope,
+    AuthMechanismNotAllowed,
+    RepositoryNotFound,
+    WriteNotAllowed,
+    Forbidden,
+    RateLimited,
+    BitbucketUnavailable,
+    Unreachable,
+    Timeout,
+    TlsUntrusted,
+    TlsNameMismatch,
+    ProxyError,
+    UnexpectedResponse,
+    IdentityUnavailable,
+    NotVerified,
+    RestEmailMissing,
+    LooksLikeAppPassword,
+    LooksLikeApiToken,
+    LooksLikeAccessToken,
+    SecretLooksLikeLabel,
+    SecretFilePermissions,
+    AppPasswordDeprecated,
+    UsernameIgnored,
+}
+
+impl ProblemCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [ProblemCode; 32] = [
+        ProblemCode::Configuration,
+        ProblemCode::NoCredentialForRepository,
+        ProblemCode::AppPasswordRemoved,
+        ProblemCode::CredentialRejected,
+        ProblemCode::GitCredentialRejected,
+        ProblemCode::GitUsernameIsEmail,
+        ProblemCode::TokenExpired,
+        ProblemCode::OauthExchangeFailed,
+        ProblemCode::AuthenticationNotProven,
+        ProblemCode::MissingScope,
+        ProblemCode::AuthMechanismNotAllowed,
+        ProblemCode::RepositoryNotFound,
+        ProblemCode::WriteNotAllowed,
+        ProblemCode::Forbidden,
+        ProblemCode::RateLimited,
+        ProblemCode::BitbucketUnavailable,
+        ProblemCode::Unreachable,
+        ProblemCode::Timeout,
+        ProblemCode::TlsUntrusted,
+        ProblemCode::TlsNameMismatch,
+        ProblemCode::ProxyError,
+        ProblemCode::UnexpectedResponse,
+        ProblemCode::IdentityUnavailable,
+        ProblemCode::NotVerified,
+        ProblemCode::RestEmailMissing,
+        ProblemCode::LooksLikeAppPassword,
+        ProblemCode::LooksLikeApiToken,
+        ProblemCode::LooksLikeAccessToken,
+        ProblemCode::SecretLooksLikeLabel,
+        ProblemCode::SecretFilePermissions,
+        ProblemCode::AppPasswordDeprecated,
+        ProblemCode::UsernameIgnored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemCode::Configuration => "configuration",
+            ProblemCode::NoCredentialForRepository => "no-credential-for-repository",
+            ProblemCode::AppPasswordRemoved => "app-password-removed",
+            ProblemCode::CredentialRejected => "credential-rejected",
+            ProblemCode::GitCredentialRejected => "git-credential-rejected",
+            ProblemCode::GitUsernameIsEmail => "git-username-is-email",
+            ProblemCode::TokenExpired => "token-expired",
+            ProblemCode::OauthExchangeFailed => "oauth-exchange-failed",
+            ProblemCode::AuthenticationNotProven => "authentication-not-proven",
+            ProblemCode::MissingScope => "missing-scope",
+            ProblemCode::AuthMechanismNotAllowed => "auth-mechanism-not-allowed",
+            ProblemCode::RepositoryNotFound => "repository-not-found",
+            ProblemCode::WriteNotAllowed => "write-not-allowed",
+            ProblemCode::Forbidden => "forbidden",
+            ProblemCode::RateLimited => "rate-limited",
+            ProblemCode::BitbucketUnavailable => "bitbucket-unavailable",
+            ProblemCode::Unreachable => "unreachable",
+            ProblemCode::Timeout => "timeout",
+            ProblemCode::TlsUntrusted => "tls-untrusted",
+            ProblemCode::TlsNameMismatch => "tls-name-mismatch",
+            ProblemCode::ProxyError => "proxy-error",
+            ProblemCode::UnexpectedResponse => "unexpected-response",
+            ProblemCode::IdentityUnavailable => "identity-unavailable",
+            ProblemCode::NotVerified => "not-verified",
+            ProblemCode::RestEmailMissing => "rest-email-missing",
+            ProblemCode::LooksLikeAppPassword => "looks-like-app-password",
+            ProblemCode::LooksLikeApiToken => "looks-like-api-token",
+            ProblemCode::LooksLikeAccessToken => "looks-like-access-token",
+            ProblemCode::SecretLooksLikeLabel => "secret-looks-like-label",
+            ProblemCode::SecretFilePermissions => "secret-file-permissions",
+            ProblemCode::AppPasswordDeprecated => "app-password-deprecated",
+            ProblemCode::UsernameIgnored => "username-ignored",
+        }
+    }
+
+    /// The exit code this problem implies as an error; `None` for codes that
+    /// are only ever warnings.
+    pub fn exit_code(self) -> Option<ExitCode> {
+        match self {
+            ProblemCode::Configuration => Some(ExitCode::Usage),
+            ProblemCode::NoCredentialForRepository => Some(ExitCode::Usage),
+            ProblemCode::AppPasswordRemoved => Some(ExitCode::CredentialRejected),
+            ProblemCode::CredentialRejected => Some(ExitCode::CredentialRejected),
+            ProblemCode::GitCredentialRejected => Some(ExitCode::CredentialRejected),
+            ProblemCode::GitUsernameIsEmail => Some(ExitCode::CredentialRejected),
+            ProblemCode::TokenExpired => Some(ExitCode::CredentialRejected),
+            ProblemCode::OauthExchangeFailed => Some(ExitCode::CredentialRejected),
+            ProblemCode::AuthenticationNotProven => Some(ExitCode::CredentialRejected),
+            ProblemCode::MissingScope => Some(ExitCode::NotAllowed),
+            ProblemCode::AuthMechanismNotAllowed => Some(ExitCode::NotAllowed),
+            ProblemCode::RepositoryNotFound => Some(ExitCode::NotAllowed),
+            ProblemCode::WriteNotAllowed => Some(ExitCode::NotAllowed),
+            ProblemCode::Forbidden => Some(ExitCode::NotAllowed),
+            ProblemCode::RateLimited => Some(ExitCode::Unreachable),
+            ProblemCode::BitbucketUnavailable => Some(ExitCode::Unreachable),
+            ProblemCode::Unreachable => Some(ExitCode::Unreachable),
+            ProblemCode::Timeout => Some(ExitCode::Unreachable),
+            ProblemCode::TlsUntrusted => Some(ExitCode::Unreachable),
+            ProblemCode::TlsNameMismatch => Some(ExitCode::Unreachable),
+            ProblemCode::ProxyError => Some(ExitCode::Unreachable),
+            ProblemCode::UnexpectedResponse => Some(ExitCode::Unreachable),
+            ProblemCode::IdentityUnavailable => None,
+            ProblemCode::NotVerified => None,
+            ProblemCode::RestEmailMissing => None,
+            ProblemCode::LooksLikeAppPassword => None,
+            ProblemCode::LooksLikeApiToken => None,
+            ProblemCode::LooksLikeAccessToken => None,
+            ProblemCode::SecretLooksLikeLabel => None,
+            ProblemCode::SecretFilePermissions => None,
+            ProblemCode::AppPasswordDeprecated => None,
+            ProblemCode::UsernameIgnored => None,
+        }
+    }
+
+    /// Codes that describe the credential itself (it was rejected), not one
+    /// repository: reported once per credential however many repositories hit them.
+    pub fn is_about_the_credential(self) -> bool {
+        self.exit_code() == Some(ExitCode::CredentialRejected)
+            && self != ProblemCode::AuthenticationNotProven
+    }
+}
+
+impl std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialized_codes_are_the_documented_strings() {
+        for code in ProblemCode::ALL {
+            let json = serde_json::to_string(&code).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", code.as_str()), "{code:?}");
+        }
+        let mut seen = std::collections::HashSet::new();
+        assert!(ProblemCode::ALL.iter().all(|c| seen.insert(c.as_str())));
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_numbers() {
+        let table = [
+            (ExitCode::Success, 0),
+            (ExitCode::Found, 1),
+            (ExitCode::Usage, 2),
+            (ExitCode::CredentialRejected, 3),
+            (ExitCode::NotAllowed, 4),
+            (ExitCode::Unreachable, 5),
+            (ExitCode::CannotExecute, 126),
+            (ExitCode::CommandNotFound, 127),
+            (ExitCode::Child(0), 0),
+            (ExitCode::Child(7), 7),
+            (ExitCode::Child(143), 143),
+            (ExitCode::Child(255), 255),
+        ];
+        for (code, number) in table {
+            assert_eq!(code.code(), number, "{code:?}");
+        }
+    }
+}
