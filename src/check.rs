@@ -7,83 +7,11 @@
 
 use std::io::Write as _;
 
-use crate::bitbucket::{self, Endpoints, HttpSettings, Need, Preflight, Problem, Report};
-use crate::cli::{CheckArgs, Format, ProbeArgs};
-use crate::credential::{CredentialSet, Environment, RepoRef, Resolver};
+use crate::bitbucket::{Preflight, Problem, Report};
+use crate::cli::{CheckArgs, Format};
+use crate::credential::Environment;
 use crate::error::{self, Error, ExitCode};
-
-/// Validated preflight settings: the command line over config defaults over
-/// built-in defaults.
-pub struct Settings {
-    pub endpoints: Endpoints,
-    pub http: HttpSettings,
-    pub need: Need,
-}
-
-impl Settings {
-    pub fn new(args: &ProbeArgs, set: &CredentialSet) -> Result<Self, Error> {
-        let defaults = &set.defaults;
-        let pick = |flag: &Option<String>, config: &Option<String>, builtin: &str| {
-            flag.clone()
-                .or_else(|| config.clone())
-                .unwrap_or_else(|| builtin.to_owned())
-        };
-        let endpoints = Endpoints::parse(
-            &pick(
-                &args.api_url,
-                &defaults.api_url,
-                bitbucket::endpoint_defaults::API,
-            ),
-            &pick(
-                &args.git_url,
-                &defaults.git_url,
-                bitbucket::endpoint_defaults::GIT,
-            ),
-            &pick(
-                &args.token_url,
-                &defaults.token_url,
-                bitbucket::endpoint_defaults::TOKEN,
-            ),
-        )?;
-        let http = HttpSettings {
-            timeout: args.timeout,
-            retries: args.retries,
-            ca_file: args.ca_file.clone(),
-            ..HttpSettings::default()
-        };
-        Ok(Self {
-            endpoints,
-            http,
-            need: args.need.or(defaults.need).unwrap_or_default(),
-        })
-    }
-}
-
-/// Resolves credentials the way every command does.
-pub fn resolve(args: &ProbeArgs, env: &dyn Environment) -> Result<CredentialSet, Error> {
-    let resolver = Resolver {
-        env,
-        secrets_dir: args.secrets_dir.as_deref(),
-        config_file: args.config.as_deref(),
-    };
-    Ok(resolver.resolve()?)
-}
-
-/// `--repo` values, or `$BITBUCKET_REPO_FULL_NAME` inside Pipelines.
-pub fn repositories(given: &[RepoRef], env: &dyn Environment) -> Result<Vec<RepoRef>, Error> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
-    }
-    match env
-        .var_os("BITBUCKET_REPO_FULL_NAME")
-        .and_then(|v| v.into_string().ok())
-    {
-        Some(full_name) if !full_name.is_empty() => RepoRef::parse(&full_name)
-            .map(|r| vec![r])
-            .map_err(Error::PipelinesRepo),
-        _ => Ok(vec![]),
-    }
-}
+use crate::settings::{Settings, repositories, resolve};
 
 pub async fn run(args: &CheckArgs, env: &dyn Environment) -> ExitCode {
     let prepared = (|| {
@@ -108,7 +36,7 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> ExitCode {
     // Our log lines and the report go through the redactor too: server text is
     // already scrubbed, this is the second lock.
     crate::redact::set_global(
-        crate::exec::redaction(&set, &[], &crate::exec::proxy_secrets(env)).0,
+        crate::redact::Patterns::for_run(&set, &[], &crate::settings::proxy_secrets(env)).0,
     );
     let report = preflight.run(&set, &repos).await;
     match args.format {

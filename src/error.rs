@@ -2,6 +2,8 @@
 //! `bbinject: error: …` then `hint: …`. Errors of every module arrive here
 //! typed; none of them carries a secret, so none can print one.
 
+use std::io::Write as _;
+
 use crate::bitbucket::{EndpointError, HttpError};
 use crate::codes::ProblemCode;
 use crate::credential::{RepoRefError, ResolveError};
@@ -22,8 +24,8 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error("cannot set up the broker: {}", io_reason(.0))]
     RuntimeDir(std::io::Error),
-    #[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
-    GitConfigCount(String),
+    #[error(transparent)]
+    GitConfigCount(#[from] crate::broker::child_env::GitConfigCountError),
     #[error("cannot write the man pages into {dir}: {reason}")]
     Manual { dir: String, reason: String },
 }
@@ -123,6 +125,53 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
 pub fn print(error: &Error) {
     crate::redact::eprint_line(&format!("bbinject: error: {error}"));
     crate::redact::eprint_line(&format!("hint: {}", error.hint()));
+}
+
+/// What resolution noticed about the credentials (file permissions, a
+/// username where the email belongs…), for runs without a preflight report.
+pub fn print_credential_warnings(set: &crate::credential::CredentialSet) {
+    let mut err = Vec::new();
+    for credential in set.credentials() {
+        for warning in &credential.warnings {
+            let _ = writeln!(
+                err,
+                "bbinject: warning[{}] {}\n  hint: {}",
+                warning.code, warning.message, warning.hint
+            );
+        }
+    }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(&crate::redact::redact_own(&err));
+}
+
+/// Prints a preflight report's problems on stderr (exec and export; `check`
+/// prints its report on stdout).
+pub fn print_problems(report: &crate::bitbucket::Report) {
+    if report.problems.is_empty() {
+        return;
+    }
+    let mut err = Vec::new();
+    for problem in &report.problems {
+        let level = match problem.severity {
+            crate::bitbucket::Severity::Error => "error",
+            crate::bitbucket::Severity::Warning => "warning",
+        };
+        let subject = problem
+            .repository
+            .as_deref()
+            .map(|r| format!(" {r}:"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "bbinject: preflight {level}[{}]{subject} {}",
+            problem.code, problem.message
+        );
+        let _ = writeln!(err, "  hint: {}", problem.hint);
+    }
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(&crate::redact::redact_own(&err));
 }
 
 #[cfg(test)]

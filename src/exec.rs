@@ -12,23 +12,19 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::bitbucket::{Preflight, Report};
-use crate::broker::policy::{AllowList, Origin};
 use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault};
-use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability};
-use crate::check;
+use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, child_env};
 use crate::cli::ExecArgs;
-use crate::credential::{CredentialSet, Environment};
+use crate::credential::Environment;
 use crate::error::{Error, ExitCode};
 use crate::redact::{self, Patterns, Redactor, eprint_line};
-use crate::secret::Secret;
+use crate::settings::{self, Prepared};
 
 /// How long the output pumps may go on after the child exits (a background
 /// process it left behind may keep the pipes open).
@@ -38,40 +34,6 @@ const READ_SIZE: usize = 256 * 1024;
 /// The pipe buffer asked for the child's stdout and stderr.
 const PIPE_SIZE: usize = 1024 * 1024;
 
-/// What `exec` and `export` set up before their preflight. From here on our
-/// own output is redacted with every secret known so far.
-pub(crate) struct Prepared {
-    pub set: CredentialSet,
-    pub settings: check::Settings,
-    pub repos: Vec<crate::credential::RepoRef>,
-    pub allow: AllowList,
-    pub proxies: Vec<(Secret, String, String)>,
-}
-
-pub(crate) fn prepare(
-    probe: &crate::cli::ProbeArgs,
-    repos: &[crate::credential::RepoRef],
-    hosts: &[String],
-    env: &dyn Environment,
-) -> Result<Prepared, Error> {
-    let set = check::resolve(probe, env)?;
-    let settings = check::Settings::new(probe, &set)?;
-    let repos = check::repositories(repos, env)?;
-    let mut allow = AllowList::new(&settings.endpoints.git);
-    for host in hosts.iter().chain(set.defaults.hosts.iter()) {
-        allow.add(host)?;
-    }
-    let proxies = proxy_secrets(env);
-    redact::set_global(redaction(&set, &[], &proxies).0);
-    Ok(Prepared {
-        set,
-        settings,
-        repos,
-        allow,
-        proxies,
-    })
-}
-
 pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
     let Prepared {
         set,
@@ -79,23 +41,25 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Err
         repos,
         allow,
         proxies,
-    } = prepare(&args.probe, &args.repos, &args.hosts, env)?;
-    let exe = current_exe()?;
-    let git_config = git_config_entries(
+    } = settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
+    let exe = child_env::current_exe().map_err(Error::RuntimeDir)?;
+    let git_config = child_env::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
-        &helper_command(&exe),
+        &child_env::helper_command(&exe),
     )?;
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
     let bearers =
-        match preflight_and_tokens(&set, &repos, settings, args.no_preflight, &starting).await? {
+        match settings::preflight_and_tokens(&set, &repos, settings, args.no_preflight, &starting)
+            .await?
+        {
             Ok(bearers) => bearers,
             Err(code) => return Ok(code),
         };
 
-    let (patterns, too_short) = redaction(&set, &bearers, &proxies);
+    let (patterns, too_short) = Patterns::for_run(&set, &bearers, &proxies);
     redact::set_global(patterns.clone());
     for source in too_short {
         eprint_line(&format!(
@@ -174,184 +138,6 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Err
     drop(broker);
     drop(dir);
     Ok(status)
-}
-
-fn current_exe() -> Result<std::path::PathBuf, Error> {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(Error::RuntimeDir)
-}
-
-/// `!exec '<path>' credential`: git runs a helper through the shell (it
-/// appends the action), so the absolute path is single-quoted, and `exec`
-/// spares the shell a fork per credential request.
-pub fn helper_command(exe: &Path) -> String {
-    let quoted = exe.to_string_lossy().replace('\'', r"'\''");
-    format!("!exec '{quoted}' credential")
-}
-
-/// Runs the preflight (unless `skip`), prints its problems, and fetches the
-/// bearer token of every OAuth consumer: what `exec` and `export` do before a
-/// broker starts. `Err(code)` means stop with that exit code; `doing` names
-/// what is not done then (e.g. `not starting make`).
-pub(crate) async fn preflight_and_tokens(
-    set: &CredentialSet,
-    repos: &[crate::credential::RepoRef],
-    settings: check::Settings,
-    skip: bool,
-    doing: &str,
-) -> Result<Result<Vec<Option<Secret>>, ExitCode>, Error> {
-    // The HTTP client (and the system CA bundle it loads) is only needed for a
-    // preflight or an OAuth token: `--no-preflight` with a token skips it.
-    let needs_http = !skip
-        || set
-            .credentials()
-            .any(|c| c.kind() == crate::credential::Kind::OauthClientCredentials);
-    if skip {
-        // The preflight report would carry these; without it, say them here.
-        print_credential_warnings(set);
-    }
-    if !needs_http {
-        return Ok(Ok(set.credentials().map(|_| None).collect()));
-    }
-    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
-    let mut known_tokens = Vec::new();
-    if !skip {
-        let (mut report, tokens) = preflight.run_keeping_tokens(set, repos).await;
-        known_tokens = tokens;
-        if repos.is_empty() {
-            // Without a repository there is nothing to prove beyond the
-            // credential's form: say so once, quietly, instead of warnings on
-            // every build.
-            report.problems.retain(|p| {
-                !matches!(
-                    p.code,
-                    crate::codes::ProblemCode::NotVerified
-                        | crate::codes::ProblemCode::RestEmailMissing
-                )
-            });
-            tracing::info!(
-                "no repository to prove the credential against (no --repo, not in Bitbucket \
-                 Pipelines): pass --repo WORKSPACE/SLUG to check it before the build"
-            );
-        }
-        print_problems(&report);
-        if !report.ok {
-            eprint_line(&format!(
-                "bbinject: error: preflight failed (exit {}); {doing}",
-                report.exit_code
-            ));
-            return Ok(Err(report.exit()));
-        }
-    }
-    Ok(match preflight.bearer_tokens(set, known_tokens).await {
-        Ok(tokens) => Ok(tokens),
-        Err(report) => {
-            print_problems(&report);
-            Err(report.exit())
-        }
-    })
-}
-
-/// The `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` variables that register our helper
-/// for each allowed origin (after a scoped clear of other helpers), send the
-/// repository path to it, and make git refuse passwords in URLs. Appended
-/// after whatever the caller already set.
-pub fn git_config_entries(
-    existing_count: Option<&std::ffi::OsStr>,
-    origins: &[Origin],
-    helper: &str,
-) -> Result<Vec<(String, String)>, Error> {
-    let start: usize = match existing_count {
-        None => 0,
-        Some(raw) => raw
-            .to_str()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::GitConfigCount(raw.to_string_lossy().into_owned()))?,
-    };
-    let mut entries: Vec<(String, String)> = Vec::new();
-    for origin in origins {
-        let scope = format!("credential.{}", origin.url());
-        entries.push((format!("{scope}.helper"), String::new()));
-        entries.push((format!("{scope}.helper"), helper.to_owned()));
-        entries.push((format!("{scope}.useHttpPath"), "true".into()));
-    }
-    entries.push(("transfer.credentialsInUrl".into(), "die".into()));
-    let mut vars = Vec::with_capacity(entries.len() * 2 + 1);
-    for (offset, (key, value)) in entries.iter().enumerate() {
-        vars.push((format!("GIT_CONFIG_KEY_{}", start + offset), key.clone()));
-        vars.push((
-            format!("GIT_CONFIG_VALUE_{}", start + offset),
-            value.clone(),
-        ));
-    }
-    vars.push((
-        "GIT_CONFIG_COUNT".into(),
-        (start + entries.len()).to_string(),
-    ));
-    Ok(vars)
-}
-
-/// The redaction patterns for every secret of the run: each credential's
-/// secret, the bearer tokens OAuth consumers were exchanged for, and proxy
-/// passwords. Also the sources of secrets too short to mask.
-pub(crate) fn redaction(
-    set: &CredentialSet,
-    bearers: &[Option<Secret>],
-    proxies: &[(Secret, String, String)],
-) -> (Option<Arc<Patterns>>, Vec<String>) {
-    let mut secrets: Vec<(&Secret, Vec<&str>, String)> = Vec::new();
-    for credential in set.credentials() {
-        secrets.push((
-            credential.secret(),
-            credential.usernames(),
-            credential.source.clone(),
-        ));
-    }
-    for (bearer, credential) in bearers.iter().zip(set.credentials()) {
-        if let Some(bearer) = bearer {
-            let source = format!("the OAuth token of {}", credential.source);
-            secrets.push((bearer, credential.usernames(), source));
-        }
-    }
-    for (password, user, source) in proxies {
-        secrets.push((password, vec![user.as_str()], source.clone()));
-    }
-    let (patterns, too_short) = Patterns::for_secrets(secrets);
-    (patterns.map(Arc::new), too_short)
-}
-
-/// Passwords in the userinfo of `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either
-/// case): they reach the child through its environment and must not reach the log.
-pub(crate) fn proxy_secrets(env: &dyn Environment) -> Vec<(Secret, String, String)> {
-    let names = [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ];
-    names
-        .iter()
-        .filter_map(|name| {
-            let value = env.var_os(name)?.into_string().ok()?;
-            let url = url::Url::parse(&value).ok()?;
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8()
-                    .ok()
-                    .map(|c| c.into_owned())
-            };
-            let password = decode(url.password()?)?;
-            let user = decode(url.username()).unwrap_or_default();
-            Some((
-                Secret::new(password),
-                user,
-                format!("the password in {name}"),
-            ))
-        })
-        .collect()
 }
 
 enum Stream {
@@ -466,51 +252,6 @@ async fn finish_pumps(pumps: Vec<tokio::sync::oneshot::Receiver<()>>) {
     }
 }
 
-/// What resolution noticed about the credentials (file permissions, a
-/// username where the email belongs…), for runs without a preflight report.
-fn print_credential_warnings(set: &CredentialSet) {
-    let mut err = Vec::new();
-    for credential in set.credentials() {
-        for warning in &credential.warnings {
-            let _ = writeln!(
-                err,
-                "bbinject: warning[{}] {}\n  hint: {}",
-                warning.code, warning.message, warning.hint
-            );
-        }
-    }
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(&redact::redact_own(&err));
-}
-
-pub(crate) fn print_problems(report: &Report) {
-    if report.problems.is_empty() {
-        return;
-    }
-    let mut err = Vec::new();
-    for problem in &report.problems {
-        let level = match problem.severity {
-            crate::bitbucket::Severity::Error => "error",
-            crate::bitbucket::Severity::Warning => "warning",
-        };
-        let subject = problem
-            .repository
-            .as_deref()
-            .map(|r| format!(" {r}:"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            err,
-            "bbinject: preflight {level}[{}]{subject} {}",
-            problem.code, problem.message
-        );
-        let _ = writeln!(err, "  hint: {}", problem.hint);
-    }
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(&redact::redact_own(&err));
-}
-
 /// The signals we forward, and SIGCHLD for reaping.
 struct Signals {
     child: tokio::signal::unix::Signal,
@@ -599,71 +340,5 @@ async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io:
             // A safety net: SIGCHLD can coalesce.
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bitbucket::Endpoint;
-
-    fn origins(urls: &[&str]) -> Vec<Origin> {
-        urls.iter()
-            .map(|u| Origin::from_endpoint(&Endpoint::parse("--git-url", u).expect("url")))
-            .collect()
-    }
-
-    #[test]
-    fn git_config_is_appended_after_the_callers_entries() {
-        let vars = git_config_entries(
-            Some(std::ffi::OsStr::new("2")),
-            &origins(&["https://bitbucket.org"]),
-            "!'/usr/bin/bbinject' credential",
-        )
-        .expect("entries");
-        let get = |k: &str| {
-            vars.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(
-            get("GIT_CONFIG_KEY_0"),
-            None,
-            "must not overwrite the caller's entries"
-        );
-        assert_eq!(
-            get("GIT_CONFIG_KEY_2"),
-            Some("credential.https://bitbucket.org.helper")
-        );
-        assert_eq!(get("GIT_CONFIG_VALUE_2"), Some(""));
-        assert_eq!(
-            get("GIT_CONFIG_VALUE_3"),
-            Some("!'/usr/bin/bbinject' credential")
-        );
-        assert_eq!(
-            get("GIT_CONFIG_KEY_4"),
-            Some("credential.https://bitbucket.org.useHttpPath")
-        );
-        assert_eq!(get("GIT_CONFIG_KEY_5"), Some("transfer.credentialsInUrl"));
-        assert_eq!(get("GIT_CONFIG_COUNT"), Some("6"));
-    }
-
-    #[test]
-    fn a_broken_git_config_count_is_an_error() {
-        let err =
-            git_config_entries(Some(std::ffi::OsStr::new("two")), &[], "x").expect_err("bad count");
-        assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
-    }
-
-    #[test]
-    fn helper_paths_are_quoted_for_the_shell() {
-        assert_eq!(
-            helper_command(Path::new("/opt/bb inject/bbinject")),
-            "!exec '/opt/bb inject/bbinject' credential"
-        );
-        assert_eq!(
-            helper_command(Path::new("/tmp/it's/bbinject")),
-            r"!exec '/tmp/it'\''s/bbinject' credential"
-        );
     }
 }

@@ -46,15 +46,15 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
             }
         });
     }
-    let crate::exec::Prepared {
+    let crate::settings::Prepared {
         set,
         settings,
         repos,
         allow,
         ..
-    } = crate::exec::prepare(&args.probe, &args.repos, &args.hosts, env)?;
+    } = crate::settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
 
-    let bearers = match crate::exec::preflight_and_tokens(
+    let bearers = match crate::settings::preflight_and_tokens(
         &set,
         &repos,
         settings,
@@ -67,9 +67,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
         Err(code) => return Ok(code),
     };
 
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(Error::RuntimeDir)?;
+    let exe = crate::broker::child_env::current_exe().map_err(Error::RuntimeDir)?;
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
     // Created here, where the caller's XDG_RUNTIME_DIR and TMPDIR are known;
     // the broker starts with an empty environment and adopts it.
@@ -105,10 +103,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
         }
     };
     drop(encoded);
-    let git_config = crate::exec::git_config_entries(
+    let git_config = crate::broker::child_env::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
-        &crate::exec::helper_command(&exe),
+        &crate::broker::child_env::helper_command(&exe),
     )?;
     let mut vars: Vec<(String, String)> = vec![
         (

@@ -32,6 +32,7 @@ pub mod manual;
 pub mod redact;
 pub mod scrub;
 pub mod secret;
+pub mod settings;
 
 use cli::{Cli, Command};
 use credential::ProcessEnvironment;

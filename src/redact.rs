@@ -28,6 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
+use crate::credential::CredentialSet;
 use crate::secret::Secret;
 
 /// What a secret is replaced with.
@@ -99,6 +100,35 @@ impl Patterns {
             patterns.extend(forms(secret.expose().as_bytes(), &usernames));
         }
         (Self::new(patterns), too_short)
+    }
+
+    /// The redaction patterns for every secret of the run: each credential's
+    /// secret, the bearer tokens OAuth consumers were exchanged for, and proxy
+    /// passwords. Also the sources of secrets too short to mask.
+    pub fn for_run(
+        set: &CredentialSet,
+        bearers: &[Option<Secret>],
+        proxies: &[(Secret, String, String)],
+    ) -> (Option<Arc<Patterns>>, Vec<String>) {
+        let mut secrets: Vec<(&Secret, Vec<&str>, String)> = Vec::new();
+        for credential in set.credentials() {
+            secrets.push((
+                credential.secret(),
+                credential.usernames(),
+                credential.source.clone(),
+            ));
+        }
+        for (bearer, credential) in bearers.iter().zip(set.credentials()) {
+            if let Some(bearer) = bearer {
+                let source = format!("the OAuth token of {}", credential.source);
+                secrets.push((bearer, credential.usernames(), source));
+            }
+        }
+        for (password, user, source) in proxies {
+            secrets.push((password, vec![user.as_str()], source.clone()));
+        }
+        let (patterns, too_short) = Patterns::for_secrets(secrets);
+        (patterns.map(Arc::new), too_short)
     }
 
     pub fn max_len(&self) -> usize {

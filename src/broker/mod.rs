@@ -13,6 +13,7 @@
 //! one line naming host, path and reason.
 
 pub mod capability;
+pub mod child_env;
 pub mod client;
 pub mod detached;
 pub mod policy;

@@ -1,0 +1,131 @@
+//! What a child's environment gets so that its git reaches the broker: the
+//! credential-helper command, the `GIT_CONFIG_*` entries that register it
+//! for each allowed origin, and the absolute path of this binary. It never
+//! puts a secret in the environment: only paths, config keys and (set by the
+//! caller) the capability.
+
+use std::path::{Path, PathBuf};
+
+use super::policy::Origin;
+
+/// `GIT_CONFIG_COUNT` in the caller's environment is not a number.
+#[derive(Debug, thiserror::Error)]
+#[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
+pub struct GitConfigCountError(pub String);
+
+/// This binary, by absolute canonical path: what git runs as helper and askpass.
+pub fn current_exe() -> std::io::Result<PathBuf> {
+    std::env::current_exe().and_then(|p| p.canonicalize())
+}
+
+/// `!exec '<path>' credential`: git runs a helper through the shell (it
+/// appends the action), so the absolute path is single-quoted, and `exec`
+/// spares the shell a fork per credential request.
+pub fn helper_command(exe: &Path) -> String {
+    let quoted = exe.to_string_lossy().replace('\'', r"'\''");
+    format!("!exec '{quoted}' credential")
+}
+
+/// The `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` variables that register our helper
+/// for each allowed origin (after a scoped clear of other helpers), send the
+/// repository path to it, and make git refuse passwords in URLs. Appended
+/// after whatever the caller already set.
+pub fn git_config_entries(
+    existing_count: Option<&std::ffi::OsStr>,
+    origins: &[Origin],
+    helper: &str,
+) -> Result<Vec<(String, String)>, GitConfigCountError> {
+    let start: usize = match existing_count {
+        None => 0,
+        Some(raw) => raw
+            .to_str()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| GitConfigCountError(raw.to_string_lossy().into_owned()))?,
+    };
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for origin in origins {
+        let scope = format!("credential.{}", origin.url());
+        entries.push((format!("{scope}.helper"), String::new()));
+        entries.push((format!("{scope}.helper"), helper.to_owned()));
+        entries.push((format!("{scope}.useHttpPath"), "true".into()));
+    }
+    entries.push(("transfer.credentialsInUrl".into(), "die".into()));
+    let mut vars = Vec::with_capacity(entries.len() * 2 + 1);
+    for (offset, (key, value)) in entries.iter().enumerate() {
+        vars.push((format!("GIT_CONFIG_KEY_{}", start + offset), key.clone()));
+        vars.push((
+            format!("GIT_CONFIG_VALUE_{}", start + offset),
+            value.clone(),
+        ));
+    }
+    vars.push((
+        "GIT_CONFIG_COUNT".into(),
+        (start + entries.len()).to_string(),
+    ));
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitbucket::Endpoint;
+
+    fn origins(urls: &[&str]) -> Vec<Origin> {
+        urls.iter()
+            .map(|u| Origin::from_endpoint(&Endpoint::parse("--git-url", u).expect("url")))
+            .collect()
+    }
+    #[test]
+    fn git_config_is_appended_after_the_callers_entries() {
+        let vars = git_config_entries(
+            Some(std::ffi::OsStr::new("2")),
+            &origins(&["https://bitbucket.org"]),
+            "!'/usr/bin/bbinject' credential",
+        )
+        .expect("entries");
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("GIT_CONFIG_KEY_0"),
+            None,
+            "must not overwrite the caller's entries"
+        );
+        assert_eq!(
+            get("GIT_CONFIG_KEY_2"),
+            Some("credential.https://bitbucket.org.helper")
+        );
+        assert_eq!(get("GIT_CONFIG_VALUE_2"), Some(""));
+        assert_eq!(
+            get("GIT_CONFIG_VALUE_3"),
+            Some("!'/usr/bin/bbinject' credential")
+        );
+        assert_eq!(
+            get("GIT_CONFIG_KEY_4"),
+            Some("credential.https://bitbucket.org.useHttpPath")
+        );
+        assert_eq!(get("GIT_CONFIG_KEY_5"), Some("transfer.credentialsInUrl"));
+        assert_eq!(get("GIT_CONFIG_COUNT"), Some("6"));
+    }
+
+    #[test]
+    fn a_broken_git_config_count_is_an_error() {
+        let err =
+            git_config_entries(Some(std::ffi::OsStr::new("two")), &[], "x").expect_err("bad count");
+        assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
+    }
+
+    #[test]
+    fn helper_paths_are_quoted_for_the_shell() {
+        assert_eq!(
+            helper_command(Path::new("/opt/bb inject/bbinject")),
+            "!exec '/opt/bb inject/bbinject' credential"
+        );
+        assert_eq!(
+            helper_command(Path::new("/tmp/it's/bbinject")),
+            r"!exec '/tmp/it'\''s/bbinject' credential"
+        );
+    }
+}
