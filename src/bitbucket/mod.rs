@@ -7,6 +7,7 @@
 //! every printable form of the secret before it can reach a report or a log.
 
 mod api;
+mod diagnosis;
 mod endpoint;
 mod git_probe;
 mod http;

@@ -1006,13 +1006,14 @@ fn without_a_repo_exec_says_once_at_info_level_what_would_prove_the_credential()
 #[ignore = "needs root"]
 fn no_writable_runtime_directory_is_a_clear_error_before_the_command_starts() {
     require_root();
-    // A private mount namespace where /tmp (the last fallback) is read-only.
+    // A private mount namespace where /tmp (the last fallback) is read-only
+    // (bound onto itself, so the binary, which may live under /tmp, stays).
     let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
     let exe = assert_cmd::cargo::cargo_bin!("bbinject")
         .display()
         .to_string();
     let script = format!(
-        "mount -t tmpfs -o ro none /tmp && TMPDIR=/tmp '{exe}' exec --no-preflight -- echo started"
+        "mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && TMPDIR=/tmp '{exe}' exec --no-preflight -- echo started"
     );
     let run = Run::from(
         bb.program("unshare")

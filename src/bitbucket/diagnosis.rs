@@ -1,0 +1,446 @@
+//! The diagnosis: probe outcomes in, problems out. Each HTTP status, error
+//! body and transport failure of each probe becomes one [`Problem`] with a
+//! stable code, a message and a hint in Bitbucket's own terms (which scope,
+//! which username, which page). Pure functions, tested as a table without
+//! HTTP; the orchestration that sends requests is in `preflight`. It never
+//! quotes server text without passing it through the subject's mask, and
+//! never sees a secret except to recognise an app password by its prefix.
+
+use super::api;
+use super::http::{self, Reply, TransportError};
+use super::report::{Problem, Verdict};
+use crate::codes::ProblemCode;
+use crate::credential::{Credential, Kind, RepoRef};
+
+/// A `--repo` no credential of the config serves.
+pub(super) fn no_credential_for(repo: &RepoRef) -> Problem {
+    Problem::error(
+        ProblemCode::NoCredentialForRepository,
+        format!("no credential in the config matches {repo}"),
+        "add its workspace or workspace/slug to a credential's `match:` list, or \
+         add a credential without `match:` as the default",
+    )
+    .for_repository(repo)
+}
+
+/// Nothing could be asked about `credential` (no `--repo`, and no identity).
+/// `can_ask_rest`: whether the REST API could be asked at all.
+pub(super) fn not_verified(credential: &Credential, can_ask_rest: bool) -> Problem {
+    let why = if !credential.has_user_identity() {
+        "access tokens cannot ask Bitbucket who they are"
+    } else if !can_ask_rest {
+        "the REST API cannot be asked about an API token without BITBUCKET_EMAIL"
+    } else {
+        "GET /user did not confirm it"
+    };
+    Problem::warning(
+        ProblemCode::NotVerified,
+        format!("only the form of the credential was checked: no --repo was given and {why}"),
+        "pass --repo WORKSPACE/SLUG to prove the credential works for that repository",
+    )
+    .for_credential(&credential.name)
+}
+
+/// The token endpoint answered 200 without a token.
+pub(super) fn no_access_token(url: &impl std::fmt::Display) -> Problem {
+    Problem::error(
+        ProblemCode::UnexpectedResponse,
+        format!("{url} answered 200 without an access_token"),
+        "check --token-url; the default is https://bitbucket.org/site/oauth2/access_token",
+    )
+}
+
+/// The token endpoint refused the OAuth consumer (400/401/403). `said` is
+/// the endpoint's error, already masked.
+pub(super) fn oauth_refused(
+    client_id: &str,
+    url: &impl std::fmt::Display,
+    status: u16,
+    said: Option<&str>,
+) -> Problem {
+    let said = said.map(|e| format!(" ({e})")).unwrap_or_default();
+    Problem::error(
+        ProblemCode::OauthExchangeFailed,
+        format!("the OAuth consumer {client_id} was refused a token by {url}: HTTP {status}{said}"),
+        "check BITBUCKET_OAUTH_CLIENT_ID (the consumer's Key) and \
+         BITBUCKET_OAUTH_CLIENT_SECRET (its Secret) under Workspace settings > OAuth \
+         consumers; the consumer must be private (\"This is a private consumer\") for \
+         client credentials",
+    )
+}
+
+/// `GET /user` answered 403: authenticated, but the identity is not ours to see.
+pub(super) fn identity_unavailable(required: &[String]) -> Problem {
+    let missing = if required.is_empty() {
+        "read:user:bitbucket".to_owned()
+    } else {
+        required.join(", ")
+    };
+    Problem::warning(
+        ProblemCode::IdentityUnavailable,
+        format!(
+            "Bitbucket accepted the credential but will not say whose it is (missing {missing})"
+        ),
+        "not needed for git; add the read:user:bitbucket scope to see the identity here",
+    )
+}
+
+/// A public repository answered 200 without proof that the credential was used.
+pub(super) fn authentication_not_proven(credential: &Credential, repo: &RepoRef) -> Problem {
+    Problem::error(
+        ProblemCode::AuthenticationNotProven,
+        format!(
+            "{repo} is public and Bitbucket answered without saying it used the \
+             credential (no x-credential-type header): a malformed credential is \
+             treated as anonymous"
+        ),
+        rejected_hint(credential, Probe::Api),
+    )
+}
+
+/// `info/refs` answered 200 with something that is not a git advertisement.
+pub(super) fn not_a_git_server(
+    git_url: &impl std::fmt::Display,
+    content_type: Option<&str>,
+    repo: &RepoRef,
+) -> Problem {
+    Problem::error(
+        ProblemCode::UnexpectedResponse,
+        format!(
+            "{git_url} did not answer like a git server for {repo} (content type {})",
+            content_type.unwrap_or("none")
+        ),
+        "check --git-url: it is the host of the clone URL, https://bitbucket.org by default",
+    )
+}
+
+/// `git-receive-pack` refused (401/403) after `git-upload-pack` succeeded.
+pub(super) fn write_not_allowed(kind: Kind, repo: &RepoRef, status: u16) -> Problem {
+    Problem::error(
+        ProblemCode::WriteNotAllowed,
+        format!(
+            "{} can clone {repo} but not push to it (git-receive-pack answered {status})",
+            kind.description()
+        ),
+        write_hint(kind),
+    )
+}
+
+/// The credential a problem is about, and how to mask server text that may
+/// echo any form of its secrets.
+pub(super) struct Subject<'a> {
+    pub credential: &'a Credential,
+    pub mask: &'a dyn Fn(&str) -> String,
+}
+
+/// Which request an answer came from, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Probe {
+    Api,
+    Identity,
+    GitRead,
+    GitWrite,
+    Token,
+}
+
+impl Probe {
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Probe::Api => "the REST API",
+            Probe::Identity => "the REST API (GET /user)",
+            Probe::GitRead => "git (clone/fetch)",
+            Probe::GitWrite => "git (push)",
+            Probe::Token => "the OAuth token endpoint",
+        }
+    }
+}
+
+/// Explains an HTTP status that is not success.
+pub(super) fn status_problem(
+    subject: &Subject<'_>,
+    reply: &Reply,
+    probe: Probe,
+    repo: Option<&RepoRef>,
+) -> Problem {
+    let kind = subject.credential.kind();
+    let body = api::error_body(&reply.body);
+    let text = (subject.mask)(&reply.text());
+    let said = body
+        .message
+        .as_deref()
+        .map(|m| format!(": \"{}\"", (subject.mask)(m)))
+        .unwrap_or_default();
+    let where_ = repo.map(|r| format!(" for {r}")).unwrap_or_default();
+    let is_git = matches!(probe, Probe::GitRead | Probe::GitWrite);
+    let app_password_text =
+        text.contains("CHANGE-3222") || text.to_ascii_lowercase().contains("app password");
+    let problem = match reply.status {
+        401 | 410
+            if kind == Kind::AppPassword
+                || app_password_text
+                || subject.credential.secret().starts_with("ATBB") =>
+        {
+            Problem::error(
+                ProblemCode::AppPasswordRemoved,
+                format!(
+                    "{} rejected the credential{where_} (HTTP {}): it is an app password, and app \
+                     passwords were removed from Bitbucket Cloud on 2026-07-28",
+                    probe.describe(),
+                    reply.status
+                ),
+                crate::credential::APP_PASSWORD_HINT,
+            )
+        }
+        401 if body
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("Access token expired")) =>
+        {
+            Problem::error(
+                ProblemCode::TokenExpired,
+                format!("{} says the token has expired{where_}", probe.describe()),
+                match kind {
+                    Kind::OauthClientCredentials => {
+                        "run again: OAuth tokens last two hours and bbinject fetches a new one each run"
+                    }
+                    _ => {
+                        "create a new token (an expiry date is set when a token is created) and update the CI secret"
+                    }
+                },
+            )
+        }
+        401 if is_git && subject.credential.git_username().contains('@') => Problem::error(
+            ProblemCode::GitUsernameIsEmail,
+            format!(
+                "git rejected the username {}{where_}: git needs the Bitbucket username, not the email",
+                subject.credential.git_username()
+            ),
+            "set BITBUCKET_USERNAME to your Bitbucket username (Personal settings > Account \
+             settings), or leave it unset to use x-bitbucket-api-token-auth",
+        ),
+        401 => Problem::error(
+            if is_git {
+                ProblemCode::GitCredentialRejected
+            } else {
+                ProblemCode::CredentialRejected
+            },
+            format!(
+                "{} rejected the {}{where_} (HTTP 401{said})",
+                probe.describe(),
+                kind.description()
+            ),
+            rejected_hint(subject.credential, probe),
+        ),
+        403 if !body.required.is_empty() => Problem::error(
+            ProblemCode::MissingScope,
+            format!(
+                "the {} lacks the scope {}{where_}{}",
+                kind.description(),
+                body.required.join(", "),
+                if body.granted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it has {})", body.granted.join(", "))
+                }
+            ),
+            scope_hint(kind, &body.required.join(", ")),
+        ),
+        403 if body
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("authentication mechanism")) =>
+        {
+            Problem::error(
+                ProblemCode::AuthMechanismNotAllowed,
+                format!(
+                    "{} refuses this kind of credential{where_}{said}",
+                    probe.describe()
+                ),
+                "access tokens cannot call user- or workspace-wide endpoints; this is expected for \
+                 them and harmless for git",
+            )
+        }
+        403 if is_git => {
+            let scope = match kind {
+                Kind::ApiToken => "read:repository:bitbucket",
+                _ => "repository (read)",
+            };
+            Problem::error(
+                ProblemCode::MissingScope,
+                format!(
+                    "git refused to let the {} read{where_} (HTTP 403)",
+                    kind.description()
+                ),
+                scope_hint(kind, scope),
+            )
+        }
+        403 => Problem::error(
+            ProblemCode::Forbidden,
+            format!("{} answered 403 Forbidden{where_}{said}", probe.describe()),
+            "the account or token has no access here; ask a workspace admin to grant it",
+        ),
+        404 => Problem::error(
+            ProblemCode::RepositoryNotFound,
+            format!(
+                "{} not found, or not visible to this credential ({} answered 404; Bitbucket \
+                 answers 404, not 403, for private repositories you cannot see)",
+                repo.map(|r| r.to_string())
+                    .unwrap_or_else(|| "the resource".into()),
+                probe.describe()
+            ),
+            match kind {
+                Kind::AccessToken => {
+                    "check the workspace id and slug in the repository URL; an access \
+                    token sees only the repository, project or workspace it was created in"
+                }
+                _ => {
+                    "check the workspace id (not your username) and the slug in the repository URL \
+                    (bitbucket.org/WORKSPACE/SLUG), and that the account has access to it"
+                }
+            },
+        ),
+        429 => Problem::error(
+            ProblemCode::RateLimited,
+            format!(
+                "{} rate-limited the request{where_} after {} attempts (HTTP 429)",
+                probe.describe(),
+                reply.attempts
+            ),
+            "wait a few minutes; if many builds share one credential, spread them across tokens",
+        ),
+        500..=599 => Problem::error(
+            ProblemCode::BitbucketUnavailable,
+            format!(
+                "{} failed{where_} with HTTP {} after {} attempts",
+                probe.describe(),
+                reply.status,
+                reply.attempts
+            ),
+            "Bitbucket may be having an incident (see bitbucket.status.atlassian.com); run again later",
+        ),
+        300..=399 => Problem::error(
+            ProblemCode::UnexpectedResponse,
+            format!(
+                "{} redirected{where_} (HTTP {}) to {}",
+                probe.describe(),
+                reply.status,
+                reply
+                    .header("location")
+                    .map(http::strip_userinfo)
+                    .unwrap_or_default()
+            ),
+            "check --api-url and --git-url; bbinject does not follow redirects with credentials",
+        ),
+        status => Problem::error(
+            ProblemCode::UnexpectedResponse,
+            format!("{} answered HTTP {status}{where_}{said}", probe.describe()),
+            "check --api-url and --git-url",
+        ),
+    };
+    let problem = problem.for_credential(&subject.credential.name);
+    match repo {
+        Some(r) => problem.for_repository(r),
+        None => problem,
+    }
+}
+
+pub(super) fn rejected_hint(cred: &Credential, probe: Probe) -> String {
+    match (cred.kind(), probe) {
+        (Kind::ApiToken, Probe::GitRead | Probe::GitWrite) => format!(
+            "git was given the username {}: it must be your Bitbucket username or \
+             x-bitbucket-api-token-auth, and the token must be a scoped API token with \
+             read:repository:bitbucket that is not revoked or expired",
+            cred.git_username()
+        ),
+        (Kind::ApiToken, _) => "the REST API needs the Atlassian account email in BITBUCKET_EMAIL \
+             (not the Bitbucket username) and a scoped API token with Bitbucket scopes; unscoped \
+             tokens do not work with Bitbucket"
+            .into(),
+        (Kind::AccessToken, _) => "the access token was revoked, has expired, or was copied \
+             wrongly; create a new one under Repository (or Project/Workspace) settings > Access \
+             tokens"
+            .into(),
+        (Kind::OauthClientCredentials, _) => "the token issued to the OAuth consumer was refused; \
+             check the consumer still exists and has the Repositories permission"
+            .into(),
+        (Kind::AppPassword, _) => crate::credential::APP_PASSWORD_HINT.into(),
+    }
+}
+
+pub(super) fn transport_problem(error: &TransportError, host: &str, probe: Probe) -> Problem {
+    let what = probe.describe();
+    match error {
+        TransportError::Timeout { detail } => Problem::error(
+            ProblemCode::Timeout,
+            format!("{what} at {host} did not answer in time ({detail})"),
+            "raise --timeout, or check that the agent can reach the host (firewall, HTTPS_PROXY)",
+        ),
+        TransportError::Tls { detail } => Problem::error(
+            ProblemCode::TlsUntrusted,
+            format!("the TLS certificate of {host} is not trusted ({detail})"),
+            "if a proxy inspects TLS, give its root CA with --ca-file FILE or SSL_CERT_FILE=FILE",
+        ),
+        TransportError::TlsName { detail } => Problem::error(
+            ProblemCode::TlsNameMismatch,
+            format!("the TLS certificate of {host} is for another host name ({detail})"),
+            "check the host in --api-url / --git-url, or the TLS-inspecting proxy's certificate \
+             for this host; trusting a CA (--ca-file) cannot fix a name mismatch",
+        ),
+        TransportError::Proxy { detail } => Problem::error(
+            ProblemCode::ProxyError,
+            format!("the proxy failed for {host} ({detail})"),
+            "check HTTPS_PROXY / NO_PROXY and the proxy's credentials",
+        ),
+        TransportError::Dns { detail } => Problem::error(
+            ProblemCode::Unreachable,
+            format!("cannot resolve {host} ({detail})"),
+            "check the agent's DNS and network, or the host in --api-url / --git-url",
+        ),
+        TransportError::Connect { detail } | TransportError::Other { detail } => Problem::error(
+            ProblemCode::Unreachable,
+            format!("cannot reach {what} at {host} ({detail})"),
+            "check the agent's network, firewall and HTTPS_PROXY, or the host in --api-url / --git-url",
+        ),
+    }
+}
+
+pub(super) fn verdict(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Ok,
+        401 | 410 => Verdict::Rejected,
+        403 => Verdict::Denied,
+        404 => Verdict::NotFound,
+        _ => Verdict::Unknown,
+    }
+}
+
+pub(super) fn scope_hint(kind: Kind, scope: &str) -> String {
+    match kind {
+        Kind::ApiToken => format!(
+            "scopes cannot be added to an existing API token: create a new one with {scope} at \
+             id.atlassian.com > Security > API tokens > Create API token with scopes"
+        ),
+        Kind::AccessToken => format!(
+            "create a new access token with the {scope} scope under Repository settings > Access tokens"
+        ),
+        Kind::OauthClientCredentials => format!(
+            "give the OAuth consumer the {scope} permission under Workspace settings > OAuth consumers"
+        ),
+        Kind::AppPassword => crate::credential::APP_PASSWORD_HINT.into(),
+    }
+}
+
+pub(super) fn write_hint(kind: Kind) -> String {
+    match kind {
+        Kind::ApiToken => {
+            "the token needs write:repository:bitbucket (create a new API token with it) \
+            and the account needs write access to the repository"
+                .into()
+        }
+        Kind::AccessToken => "create the access token with the repository:write scope".into(),
+        Kind::OauthClientCredentials => {
+            "give the OAuth consumer the Repositories: Write permission".into()
+        }
+        Kind::AppPassword => crate::credential::APP_PASSWORD_HINT.into(),
+    }
+}
