@@ -444,3 +444,302 @@ pub(super) fn write_hint(kind: Kind) -> String {
         Kind::AppPassword => crate::credential::APP_PASSWORD_HINT.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::credential::Material;
+    use crate::secret::Secret;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/bitbucket/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn credential(kind: Kind) -> Credential {
+        let secret = || Secret::new("FAKEFAKE-token-000000000000".into());
+        let material = match kind {
+            Kind::ApiToken => Material::ApiToken {
+                token: secret(),
+                username: None,
+                email: Some("jdoe@example.com".into()),
+            },
+            Kind::AccessToken => Material::AccessToken { token: secret() },
+            Kind::OauthClientCredentials => Material::OauthClientCredentials {
+                client_id: "consumer".into(),
+                client_secret: secret(),
+            },
+            Kind::AppPassword => Material::AppPassword {
+                username: "jdoe".into(),
+                password: secret(),
+            },
+        };
+        Credential {
+            name: "env".into(),
+            source: "env:TEST".into(),
+            material,
+            warnings: vec![],
+        }
+    }
+
+    fn reply(status: u16, body: &[u8]) -> Reply {
+        Reply {
+            status,
+            headers: reqwest::header::HeaderMap::new(),
+            body: body.to_vec(),
+            attempts: 1,
+        }
+    }
+
+    fn status(kind: Kind, probe: Probe, reply: &Reply) -> Problem {
+        let credential = credential(kind);
+        let mask = |text: &str| text.replace("FAKEFAKE-token-000000000000", "****");
+        let subject = Subject {
+            credential: &credential,
+            mask: &mask,
+        };
+        let repo = RepoRef::parse("acme/app").expect("repo");
+        status_problem(&subject, reply, probe, Some(&repo))
+    }
+
+    /// Every problem the diagnosis can give, from the outcome that gives it.
+    #[test]
+    fn each_probe_outcome_is_diagnosed_with_its_code() {
+        use Kind::{AccessToken, ApiToken, AppPassword, OauthClientCredentials as Oauth};
+        use Probe::{Api, GitRead, GitWrite, Identity, Token};
+        let repo = RepoRef::parse("acme/app").expect("repo");
+        let scopes = fixture("error-403-insufficient-scopes.json");
+        let mechanism = fixture("error-403-auth-mechanism.json");
+        let expired = fixture("error-401-access-token-expired.json");
+        let invalid = fixture("error-401-token-invalid.json");
+        let forbidden = fixture("error-403-forbidden.json");
+        let not_found = fixture("error-404-repo-not-accessible.json");
+        let change = b"remote: CHANGE-3222 - Functionality has been deprecated";
+        let mut redirect = reply(302, b"");
+        redirect.headers.insert(
+            "location",
+            "https://user:pw@example.com/login".parse().expect("header"),
+        );
+        let mut email_git = credential(ApiToken);
+        email_git.material = Material::ApiToken {
+            token: Secret::new("FAKEFAKE-token-000000000000".into()),
+            username: Some("jdoe@example.com".into()),
+            email: None,
+        };
+        let no_email_mask = |t: &str| t.to_owned();
+        let email_subject = Subject {
+            credential: &email_git,
+            mask: &no_email_mask,
+        };
+        let rows: Vec<(&str, Problem, ProblemCode)> = vec![
+            (
+                "app password, 401",
+                status(AppPassword, Api, &reply(401, &invalid)),
+                ProblemCode::AppPasswordRemoved,
+            ),
+            (
+                "410 naming CHANGE-3222",
+                status(ApiToken, GitRead, &reply(410, change)),
+                ProblemCode::AppPasswordRemoved,
+            ),
+            (
+                "expired token",
+                status(Oauth, Api, &reply(401, &expired)),
+                ProblemCode::TokenExpired,
+            ),
+            (
+                "email as git username",
+                status_problem(&email_subject, &reply(401, b""), GitRead, Some(&repo)),
+                ProblemCode::GitUsernameIsEmail,
+            ),
+            (
+                "git 401",
+                status(ApiToken, GitRead, &reply(401, b"")),
+                ProblemCode::GitCredentialRejected,
+            ),
+            (
+                "REST 401",
+                status(ApiToken, Api, &reply(401, &invalid)),
+                ProblemCode::CredentialRejected,
+            ),
+            (
+                "403 with required scopes",
+                status(Oauth, Identity, &reply(403, &scopes)),
+                ProblemCode::MissingScope,
+            ),
+            (
+                "403 auth mechanism",
+                status(AccessToken, Identity, &reply(403, &mechanism)),
+                ProblemCode::AuthMechanismNotAllowed,
+            ),
+            (
+                "git 403",
+                status(AccessToken, GitRead, &reply(403, b"")),
+                ProblemCode::MissingScope,
+            ),
+            (
+                "other 403",
+                status(ApiToken, Api, &reply(403, &forbidden)),
+                ProblemCode::Forbidden,
+            ),
+            (
+                "404",
+                status(ApiToken, Api, &reply(404, &not_found)),
+                ProblemCode::RepositoryNotFound,
+            ),
+            (
+                "429",
+                status(ApiToken, Api, &reply(429, b"Rate limit")),
+                ProblemCode::RateLimited,
+            ),
+            (
+                "503",
+                status(ApiToken, GitWrite, &reply(503, b"")),
+                ProblemCode::BitbucketUnavailable,
+            ),
+            (
+                "redirect",
+                status(ApiToken, Api, &redirect),
+                ProblemCode::UnexpectedResponse,
+            ),
+            (
+                "418",
+                status(ApiToken, Token, &reply(418, b"")),
+                ProblemCode::UnexpectedResponse,
+            ),
+            (
+                "timeout",
+                transport_problem(&TransportError::Timeout { detail: "x".into() }, "h", Api),
+                ProblemCode::Timeout,
+            ),
+            (
+                "untrusted TLS",
+                transport_problem(&TransportError::Tls { detail: "x".into() }, "h", Api),
+                ProblemCode::TlsUntrusted,
+            ),
+            (
+                "TLS name",
+                transport_problem(&TransportError::TlsName { detail: "x".into() }, "h", Api),
+                ProblemCode::TlsNameMismatch,
+            ),
+            (
+                "proxy",
+                transport_problem(&TransportError::Proxy { detail: "x".into() }, "h", Api),
+                ProblemCode::ProxyError,
+            ),
+            (
+                "dns",
+                transport_problem(&TransportError::Dns { detail: "x".into() }, "h", Api),
+                ProblemCode::Unreachable,
+            ),
+            (
+                "connect",
+                transport_problem(
+                    &TransportError::Connect { detail: "x".into() },
+                    "h",
+                    GitRead,
+                ),
+                ProblemCode::Unreachable,
+            ),
+            (
+                "no route",
+                no_credential_for(&repo),
+                ProblemCode::NoCredentialForRepository,
+            ),
+            (
+                "nothing asked",
+                not_verified(&credential(AccessToken), true),
+                ProblemCode::NotVerified,
+            ),
+            (
+                "token endpoint 200 without token",
+                no_access_token(&"https://t"),
+                ProblemCode::UnexpectedResponse,
+            ),
+            (
+                "consumer refused",
+                oauth_refused("consumer", &"https://t", 401, Some("invalid_client")),
+                ProblemCode::OauthExchangeFailed,
+            ),
+            (
+                "GET /user 403",
+                identity_unavailable(&[]),
+                ProblemCode::IdentityUnavailable,
+            ),
+            (
+                "public, unproven",
+                authentication_not_proven(&credential(ApiToken), &repo),
+                ProblemCode::AuthenticationNotProven,
+            ),
+            (
+                "HTML instead of git",
+                not_a_git_server(&"https://bitbucket.org", Some("text/html"), &repo),
+                ProblemCode::UnexpectedResponse,
+            ),
+            (
+                "push refused",
+                write_not_allowed(ApiToken, &repo, 403),
+                ProblemCode::WriteNotAllowed,
+            ),
+        ];
+        let mut covered = HashSet::new();
+        for (case, problem, expected) in &rows {
+            assert_eq!(problem.code, *expected, "{case}: {}", problem.message);
+            assert!(
+                !problem.message.is_empty() && !problem.hint.is_empty(),
+                "{case}"
+            );
+            assert!(
+                !problem.message.contains("FAKEFAKE"),
+                "{case}: {}",
+                problem.message
+            );
+            assert!(
+                !problem.message.contains("user:pw@"),
+                "{case}: {}",
+                problem.message
+            );
+            covered.insert(*expected);
+        }
+        // Every code the preflight can raise has a row; the rest come from
+        // elsewhere (configuration errors, credential warnings).
+        let elsewhere = [
+            ProblemCode::Configuration,
+            ProblemCode::RestEmailMissing,
+            ProblemCode::LooksLikeAppPassword,
+            ProblemCode::LooksLikeApiToken,
+            ProblemCode::LooksLikeAccessToken,
+            ProblemCode::SecretLooksLikeLabel,
+            ProblemCode::SecretFilePermissions,
+            ProblemCode::AppPasswordDeprecated,
+            ProblemCode::UsernameIgnored,
+        ];
+        for code in ProblemCode::ALL {
+            assert!(
+                covered.contains(&code) || elsewhere.contains(&code),
+                "{code} has no row"
+            );
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_status() {
+        for (code, verdict_expected) in [
+            (200, Verdict::Ok),
+            (204, Verdict::Ok),
+            (401, Verdict::Rejected),
+            (410, Verdict::Rejected),
+            (403, Verdict::Denied),
+            (404, Verdict::NotFound),
+            (500, Verdict::Unknown),
+            (429, Verdict::Unknown),
+        ] {
+            assert_eq!(verdict(code), verdict_expected, "{code}");
+        }
+    }
+}
