@@ -115,7 +115,7 @@ impl Patterns {
             secrets.push((
                 credential.secret(),
                 credential.usernames(),
-                credential.source.clone(),
+                credential.source.to_string(),
             ));
         }
         for (bearer, credential) in bearers.iter().zip(set.credentials()) {

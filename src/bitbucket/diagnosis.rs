@@ -481,7 +481,7 @@ mod tests {
         };
         Credential {
             name: "env".into(),
-            source: "env:TEST".into(),
+            source: crate::credential::Source::Env("TEST".into()),
             material,
             warnings: vec![],
         }

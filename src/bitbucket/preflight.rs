@@ -481,7 +481,7 @@ fn summary(credential: &Credential) -> CredentialSummary {
     CredentialSummary {
         name: credential.name.clone(),
         kind: credential.kind(),
-        source: credential.source.clone(),
+        source: credential.source.to_string(),
         git_username: credential.git_username().to_owned(),
         fingerprint: credential.fingerprint(),
         credential_type: None,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::source::{
     Fields, FileProblem, Reader, SourceError, Value, read_regular_file, read_secret_file,
 };
-use super::{Credential, CredentialSet, Kind, RepoRef, ResolveError, Scope};
+use super::{Credential, CredentialSet, Kind, RepoRef, ResolveError, Scope, Source};
 
 /// The largest config we read: a config with hundreds of credentials is a few
 /// dozen KiB; `--config /dev/zero` or a mistaken log file must not fill memory.
@@ -155,8 +155,8 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
             error,
         };
         let secret = credential_secret(&mut rc, &shown, &name, reader).map_err(|e| match e {
-            Ok(source_error) => secret_error(source_error),
-            Err(message) => invalid(message),
+            SecretSpecError::Source(source_error) => secret_error(source_error),
+            SecretSpecError::Invalid(message) => invalid(message),
         })?;
         let source = secret
             .as_ref()
@@ -185,7 +185,20 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
     })
 }
 
-type SecretResult = Result<Option<Value>, Result<SourceError, String>>;
+/// Why a credential's `secret` / `secret_file` / `secret_env` gave no value:
+/// reading it failed, or the entry itself is wrong.
+enum SecretSpecError {
+    Source(SourceError),
+    Invalid(String),
+}
+
+impl From<SourceError> for SecretSpecError {
+    fn from(error: SourceError) -> Self {
+        SecretSpecError::Source(error)
+    }
+}
+
+type SecretResult = Result<Option<Value>, SecretSpecError>;
 
 fn credential_secret(
     rc: &mut RawCredential,
@@ -200,22 +213,25 @@ fn credential_secret(
     ];
     match given.iter().filter(|g| **g).count() {
         0 => {
-            return Err(Err(format!(
+            return Err(SecretSpecError::Invalid(format!(
                 "credential `{name}` needs one of `secret`, `secret_file` or `secret_env`"
             )));
         }
         1 => {}
         _ => {
-            return Err(Err(format!(
+            return Err(SecretSpecError::Invalid(format!(
                 "credential `{name}` sets more than one of `secret`, `secret_file`, `secret_env`"
             )));
         }
     }
     if let Some(inline) = rc.secret.take() {
-        let source = format!("config:{path}#{name}.secret");
+        let source = Source::Config {
+            path: path.to_owned(),
+            key: format!("{name}.secret"),
+        };
         // Moved, not copied: the only copy is wiped on drop.
         let text = zeroize::Zeroizing::new(inline);
-        let text = super::source::validate_value(text, &source).map_err(Ok)?;
+        let text = super::source::validate_value(text, &source.to_string())?;
         return Ok(Some(Value {
             text,
             source,
@@ -232,23 +248,23 @@ fn credential_secret(
                 "credential `{name}`: secret_file (a relative path, not shown in case it is a pasted secret)"
             )
         };
-        let (text, warnings) = read_secret_file(Path::new(file), &label).map_err(Ok)?;
+        let (text, warnings) = read_secret_file(Path::new(file), &label)?;
         return Ok(Some(Value {
             text,
-            source: format!("file:{file}"),
+            source: Source::File(file.clone()),
             warnings,
         }));
     }
     if let Some(variable) = &rc.secret_env {
         if !is_variable_name(variable) {
-            return Err(Err(format!(
+            return Err(SecretSpecError::Invalid(format!(
                 "credential `{name}`: secret_env must name an environment variable (upper-case \
                  letters, digits and `_`); the value given is not one, and is not shown"
             )));
         }
-        return match reader.env_only(variable).map_err(Ok)? {
+        return match reader.env_only(variable)? {
             Some(value) => Ok(Some(value)),
-            None => Err(Err(format!(
+            None => Err(SecretSpecError::Invalid(format!(
                 "credential `{name}`: secret_env {variable} is not set (nor {variable}_FILE)"
             ))),
         };
@@ -388,7 +404,7 @@ mod tests {
         assert_eq!(route("acme/app"), "app");
         assert_eq!(route("acme/lib"), "acme");
         assert_eq!(route("other/x"), "rest");
-        assert_eq!(set.credential(1).source, "env:APP_TOKEN");
+        assert_eq!(set.credential(1).source.to_string(), "env:APP_TOKEN");
     }
 
     #[test]

@@ -68,6 +68,48 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Where a value was read. Shown in messages and reports as `env:NAME`,
+/// `file:PATH`, `config:PATH#CREDENTIAL.KEY`, or two of them joined by ` + `
+/// (an OAuth consumer's id and secret); never the value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// A variable (or its `_FILE` twin), by name.
+    Env(String),
+    /// A file of a secrets directory or a config's `secret_file`.
+    File(String),
+    /// An inline value of a config file.
+    Config { path: String, key: String },
+    /// The two halves of one credential.
+    Pair(Box<Source>, Box<Source>),
+    /// Nothing was read (an incomplete credential).
+    #[default]
+    Unknown,
+}
+
+impl Source {
+    /// The environment variables this source reads, for `exec` to remove
+    /// from the child's environment.
+    pub fn variables(&self) -> Vec<&str> {
+        match self {
+            Source::Env(name) => vec![name.as_str()],
+            Source::Pair(a, b) => a.variables().into_iter().chain(b.variables()).collect(),
+            Source::File(_) | Source::Config { .. } | Source::Unknown => vec![],
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env(name) => write!(f, "env:{name}"),
+            Source::File(path) => write!(f, "file:{path}"),
+            Source::Config { path, key } => write!(f, "config:{path}#{key}"),
+            Source::Pair(a, b) => write!(f, "{a} + {b}"),
+            Source::Unknown => Ok(()),
+        }
+    }
+}
+
 /// A credential value with everything needed to use it. Each variant holds
 /// exactly what its kind needs, so an OAuth consumer without a client id, or an
 /// app password without a username, cannot exist.
@@ -113,7 +155,7 @@ pub struct Credential {
     /// `env` for the environment, or the config entry's name.
     pub name: String,
     /// Where the secret was read, e.g. `env:BITBUCKET_API_TOKEN_FILE`.
-    pub source: String,
+    pub source: Source,
     pub material: Material,
     /// Problems noticed while reading it, for the report (never fatal).
     pub warnings: Vec<Warning>,
@@ -359,8 +401,8 @@ impl CredentialSet {
     pub fn secret_variables(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .credentials()
-            .flat_map(|c| c.source.split(" + ").map(str::to_owned).collect::<Vec<_>>())
-            .filter_map(|s| s.strip_prefix("env:").map(str::to_owned))
+            .flat_map(|c| c.source.variables())
+            .map(str::to_owned)
             .collect();
         names.sort();
         names.dedup();
@@ -450,7 +492,7 @@ mod tests {
     fn api_token(username: Option<&str>, email: Option<&str>) -> Credential {
         Credential {
             name: "env".into(),
-            source: "env:BITBUCKET_API_TOKEN".into(),
+            source: Source::Env("BITBUCKET_API_TOKEN".into()),
             material: Material::ApiToken {
                 token: Secret::new("FAKE-api-token-000000000000".into()),
                 username: username.map(str::to_owned),
@@ -466,7 +508,7 @@ mod tests {
         assert_eq!(api_token(Some("jdoe"), None).git_username(), "jdoe");
         let access = Credential {
             name: "env".into(),
-            source: "x".into(),
+            source: Source::Env("x".into()),
             material: Material::AccessToken {
                 token: Secret::new("FAKE".into()),
             },
@@ -476,7 +518,7 @@ mod tests {
         assert!(!access.has_user_identity());
         let app = Credential {
             name: "env".into(),
-            source: "x".into(),
+            source: Source::Env("x".into()),
             material: Material::AppPassword {
                 username: "jdoe".into(),
                 password: Secret::new("FAKE".into()),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::{Credential, Kind, Material, ResolveError, Warning};
+use super::{Credential, Kind, Material, ResolveError, Source, Warning};
 use crate::secret::Secret;
 
 /// No live Bitbucket secret is shorter: app passwords were 20 characters or
@@ -143,7 +143,7 @@ impl SourceError {
 pub(super) struct Value {
     pub text: Zeroizing<String>,
     /// Where it came from, e.g. `env:BITBUCKET_API_TOKEN_FILE`.
-    pub source: String,
+    pub source: Source,
     pub warnings: Vec<Warning>,
 }
 
@@ -211,7 +211,7 @@ impl<'a> Reader<'a> {
         }
 
         if let Some(raw) = direct {
-            let source = format!("env:{name}");
+            let source = Source::Env(name.to_owned());
             let text = raw.into_string().map_err(|_| SourceError::NotUtf8 {
                 origin: name.to_owned(),
             })?;
@@ -228,7 +228,7 @@ impl<'a> Reader<'a> {
             return read_secret_file(&path, &label)
                 .map(|(text, warnings)| Value {
                     text,
-                    source: format!("env:{file_name}"),
+                    source: Source::Env(file_name.clone()),
                     warnings,
                 })
                 .map(Some);
@@ -238,7 +238,7 @@ impl<'a> Reader<'a> {
             return read_secret_file(&path, &label)
                 .map(|(text, warnings)| Value {
                     text,
-                    source: format!("file:{label}"),
+                    source: Source::File(label.clone()),
                     warnings,
                 })
                 .map(Some);
@@ -504,12 +504,13 @@ pub(super) fn from_variables(reader: &Reader<'_>) -> Result<Credential, ResolveE
         }
     }
     if client_id.is_some() || client_secret.is_some() {
-        let source = [&client_id, &client_secret]
-            .into_iter()
-            .flatten()
-            .map(|v| v.source.clone())
-            .collect::<Vec<_>>()
-            .join(" + ");
+        let source = match (&client_id, &client_secret) {
+            (Some(id), Some(secret)) => {
+                Source::Pair(Box::new(id.source.clone()), Box::new(secret.source.clone()))
+            }
+            (Some(one), None) | (None, Some(one)) => one.source.clone(),
+            (None, None) => Source::Unknown,
+        };
         kinds.push((Kind::OauthClientCredentials, source));
     }
     match kinds.len() {
@@ -528,8 +529,8 @@ pub(super) fn from_variables(reader: &Reader<'_>) -> Result<Credential, ResolveE
     let fields = Fields {
         name: "env".into(),
         source,
-        username: username.map(|v| (v.source.clone(), v.into_plain())),
-        email: email.map(|v| (v.source.clone(), v.into_plain())),
+        username: username.map(|v| (v.source.to_string(), v.into_plain())),
+        email: email.map(|v| (v.source.to_string(), v.into_plain())),
         client_id: client_id.map(Value::into_plain),
     };
     let secret = match kind {
@@ -544,7 +545,7 @@ pub(super) fn from_variables(reader: &Reader<'_>) -> Result<Credential, ResolveE
 /// The non-secret parts of a credential, with their sources.
 pub(super) struct Fields {
     pub name: String,
-    pub source: String,
+    pub source: Source,
     pub username: Option<(String, String)>,
     pub email: Option<(String, String)>,
     pub client_id: Option<String>,
@@ -559,7 +560,7 @@ pub(super) fn build(
 ) -> Result<Credential, ResolveError> {
     let incomplete = |missing| ResolveError::Incomplete {
         kind,
-        origin: fields.source.clone(),
+        origin: fields.source.to_string(),
         missing,
     };
     let secret_value = secret.ok_or_else(|| match kind {
@@ -577,7 +578,7 @@ pub(super) fn build(
         .into());
     }
     let mut warnings = secret_value.warnings.clone();
-    let secret_source = secret_value.source.clone();
+    let secret_source = secret_value.source.to_string();
     let len = secret_value.text.chars().count();
     if len < MIN_SECRET_CHARS {
         return Err(SourceError::TooShort {
@@ -776,7 +777,7 @@ mod tests {
     fn api_token_from_the_environment() {
         let cred = resolve(&[(API_TOKEN, FAKE_TOKEN), (EMAIL, "jdoe@example.com")]).expect("ok");
         assert_eq!(cred.kind(), Kind::ApiToken);
-        assert_eq!(cred.source, "env:BITBUCKET_API_TOKEN");
+        assert_eq!(cred.source.to_string(), "env:BITBUCKET_API_TOKEN");
         assert_eq!(cred.secret().expose(), FAKE_TOKEN);
         assert!(cred.warnings.is_empty(), "{:?}", cred.warnings);
     }
@@ -1010,7 +1011,7 @@ mod tests {
         let env = env(&[]);
         let cred = from_variables(&Reader::new(&env, Some(dir.path()))).expect("ok");
         assert_eq!(cred.kind(), Kind::AccessToken);
-        assert_eq!(cred.source, format!("file:{}", path.display()));
+        assert_eq!(cred.source.to_string(), format!("file:{}", path.display()));
 
         let env = self::env(&[(ACCESS_TOKEN, FAKE_TOKEN)]);
         let err = from_variables(&Reader::new(&env, Some(dir.path()))).expect_err("both");
