@@ -9,6 +9,45 @@
 use crate::bitbucket::{Endpoint, EndpointError};
 use crate::credential::{RepoRef, Scope};
 
+/// Why the broker gives no credential: one line for the person reading the
+/// build log, sent to the front door as the answer's reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the capability does not match this broker")]
+    Capability,
+    #[error(
+        "this broker belongs to a running `bbinject exec` and ends with its command; \
+         `bbinject export --revoke` ends only a broker started by `bbinject export`"
+    )]
+    NotRevocable,
+    #[error(
+        "{protocol}://{host} is allowed only over {allowed}:// (a credential is never sent over plain http)"
+    )]
+    Scheme {
+        protocol: String,
+        host: String,
+        allowed: String,
+    },
+    #[error("host {host} is not on the allow-list ({allowed}); add it with --host if it is yours")]
+    Host { host: String, allowed: String },
+    #[error("no configured credential matches {0}")]
+    NoCredentialFor(RepoRef),
+    #[error(
+        "git did not say which repository (credential.useHttpPath is off) and no credential \
+         serves every repository"
+    )]
+    NoRepository,
+    #[error("the OAuth consumer has no token")]
+    NoToken,
+    #[error(
+        "the URL names user {asked}, but this credential's git username is {expected}; \
+         remove `{asked}@` from the URL"
+    )]
+    Username { asked: String, expected: String },
+    #[error("--max-uses {0} reached; no more credentials from this broker")]
+    UsedUp(u32),
+}
+
 /// `scheme://host[:port]`, as git names it in credential requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -74,22 +113,24 @@ impl AllowList {
     }
 
     /// `Ok` if git may get a credential for `protocol://host`.
-    pub fn check(&self, protocol: &str, host: &str) -> Result<(), String> {
+    pub fn check(&self, protocol: &str, host: &str) -> Result<(), Refusal> {
         let host = host.to_ascii_lowercase();
         match self.origins.iter().find(|o| o.host == host) {
             Some(o) if o.scheme == protocol => Ok(()),
-            Some(o) => Err(format!(
-                "{protocol}://{host} is allowed only over {}:// (a credential is never sent over plain http)",
-                o.scheme
-            )),
-            None => Err(format!(
-                "host {host} is not on the allow-list ({}); add it with --host if it is yours",
-                self.origins
+            Some(o) => Err(Refusal::Scheme {
+                protocol: protocol.to_owned(),
+                host,
+                allowed: o.scheme.clone(),
+            }),
+            None => Err(Refusal::Host {
+                host,
+                allowed: self
+                    .origins
                     .iter()
                     .map(Origin::url)
                     .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+                    .join(", "),
+            }),
         }
     }
 }
@@ -106,19 +147,15 @@ pub fn repository_of(path: Option<&str>) -> Option<RepoRef> {
 /// The entry for a request's path among `scopes` lists: routed by repository
 /// when the path names one, otherwise an entry without `match:` (the only
 /// credential of an environment-variable run).
-pub fn credential_for(scopes: &[&[Scope]], path: Option<&str>) -> Result<usize, String> {
+pub fn credential_for(scopes: &[&[Scope]], path: Option<&str>) -> Result<usize, Refusal> {
     if let Some(repo) = repository_of(path) {
         return crate::credential::route(scopes.iter().copied(), &repo)
-            .ok_or_else(|| format!("no configured credential matches {repo}"));
+            .ok_or(Refusal::NoCredentialFor(repo));
     }
     scopes
         .iter()
         .position(|s| s.contains(&Scope::Any))
-        .ok_or_else(|| {
-            "git did not say which repository (credential.useHttpPath is off) and no credential \
-         serves every repository"
-                .into()
-        })
+        .ok_or(Refusal::NoRepository)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::policy::{self, AllowList};
+use super::policy::{self, AllowList, Refusal};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
 use crate::credential::{CredentialSet, Scope};
 use crate::secret::Secret;
@@ -64,7 +64,7 @@ impl Vault {
         Self { entries }
     }
 
-    fn route(&self, path: Option<&str>) -> Result<usize, String> {
+    fn route(&self, path: Option<&str>) -> Result<usize, Refusal> {
         let scopes: Vec<&[Scope]> = self.entries.iter().map(|e| e.scopes.as_slice()).collect();
         policy::credential_for(&scopes, path)
     }
@@ -301,20 +301,18 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
 }
 
 fn evaluate(state: &State, request: &Request) -> Answer {
-    let refuse = |reason: String| Answer::Refused { reason };
+    let refuse = |refusal: Refusal| Answer::Refused {
+        reason: refusal.to_string(),
+    };
     if !state
         .capability
         .ct_eq(request.capability.expose().as_bytes())
     {
-        return refuse("the capability does not match this broker".into());
+        return refuse(Refusal::Capability);
     }
     if request.want == Want::Revoke {
         if !state.settings.revocable {
-            return refuse(
-                "this broker belongs to a running `bbinject exec` and ends with its command; \
-                 `bbinject export --revoke` ends only a broker started by `bbinject export`"
-                    .into(),
-            );
+            return refuse(Refusal::NotRevocable);
         }
         state.stop.notify_one();
         return Answer::Revoked;
@@ -329,17 +327,17 @@ fn evaluate(state: &State, request: &Request) -> Answer {
     let entry = &state.vault.entries[index];
     let username = entry.git_username.as_str();
     let Some(password) = &entry.password else {
-        return refuse("the OAuth consumer has no token".into());
+        return refuse(Refusal::NoToken);
     };
     let mut warning = None;
     if let Some(asked) = &request.username
         && asked != username
     {
         if !request.from_helper {
-            return refuse(format!(
-                "the URL names user {asked}, but this credential's git username is {username}; \
-                 remove `{asked}@` from the URL"
-            ));
+            return refuse(Refusal::Username {
+                asked: asked.clone(),
+                expected: username.to_owned(),
+            });
         }
         warning = Some(format!(
             "the URL names user {asked}; using this credential's git username {username} instead"
@@ -361,10 +359,7 @@ fn evaluate(state: &State, request: &Request) -> Answer {
             }
         });
     if counted.is_err() {
-        return refuse(format!(
-            "--max-uses {} reached; no more credentials from this broker",
-            state.settings.max_uses.unwrap_or_default()
-        ));
+        return refuse(Refusal::UsedUp(state.settings.max_uses.unwrap_or_default()));
     }
     if state.settings.stop_when_used_up
         && counted.is_ok_and(|before| Some(before + 1) == state.settings.max_uses)
