@@ -130,48 +130,30 @@ pub fn print(error: &Error) {
 /// What resolution noticed about the credentials (file permissions, a
 /// username where the email belongs…), for runs without a preflight report.
 pub fn print_credential_warnings(set: &crate::credential::CredentialSet) {
-    let mut err = Vec::new();
-    for credential in set.credentials() {
-        for warning in &credential.warnings {
-            let _ = writeln!(
-                err,
-                "bbinject: warning[{}] {}\n  hint: {}",
-                warning.code, warning.message, warning.hint
-            );
-        }
-    }
+    let text: String = set
+        .credentials()
+        .flat_map(|c| &c.warnings)
+        .map(|w| {
+            let problem = crate::bitbucket::Problem::warning(w.code, &w.message, &w.hint);
+            format!("bbinject: {}", problem.render())
+        })
+        .collect();
     let _ = std::io::stderr()
         .lock()
-        .write_all(&crate::redact::redact_own(&err));
+        .write_all(&crate::redact::redact_own(text.as_bytes()));
 }
 
 /// Prints a preflight report's problems on stderr (exec and export; `check`
 /// prints its report on stdout).
 pub fn print_problems(report: &crate::bitbucket::Report) {
-    if report.problems.is_empty() {
-        return;
-    }
-    let mut err = Vec::new();
-    for problem in &report.problems {
-        let level = match problem.severity {
-            crate::bitbucket::Severity::Error => "error",
-            crate::bitbucket::Severity::Warning => "warning",
-        };
-        let subject = problem
-            .repository
-            .as_deref()
-            .map(|r| format!(" {r}:"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            err,
-            "bbinject: preflight {level}[{}]{subject} {}",
-            problem.code, problem.message
-        );
-        let _ = writeln!(err, "  hint: {}", problem.hint);
-    }
+    let text: String = report
+        .problems
+        .iter()
+        .map(|p| format!("bbinject: preflight {}", p.render()))
+        .collect();
     let _ = std::io::stderr()
         .lock()
-        .write_all(&crate::redact::redact_own(&err));
+        .write_all(&crate::redact::redact_own(text.as_bytes()));
 }
 
 #[cfg(test)]

@@ -113,7 +113,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
             "GIT_ASKPASS".into(),
             dir.join(crate::broker::ASKPASS_NAME).display().to_string(),
         ),
-        (ENV_SOCKET.into(), dir.join("s").display().to_string()),
+        (
+            ENV_SOCKET.into(),
+            dir.join(crate::broker::SOCKET_NAME).display().to_string(),
+        ),
         (ENV_CAPABILITY.into(), capability.expose().to_owned()),
         ("GIT_TERMINAL_PROMPT".into(), "0".into()),
     ];

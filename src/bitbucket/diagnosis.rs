@@ -178,7 +178,8 @@ pub(super) fn status_problem(
         401 | 410
             if kind == Kind::AppPassword
                 || app_password_text
-                || subject.credential.secret().starts_with("ATBB") =>
+                || Kind::from_prefix(subject.credential.secret().expose())
+                    == Some(Kind::AppPassword) =>
         {
             Problem::error(
                 ProblemCode::AppPasswordRemoved,

@@ -62,6 +62,24 @@ impl Problem {
         self.credential = Some(name.to_owned());
         self
     }
+
+    /// `error[code] repo: message` and an indented hint line: how a problem
+    /// reads in every text output (the report, and exec's stderr).
+    pub fn render(&self) -> String {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let subject = self
+            .repository
+            .as_deref()
+            .map(|r| format!(" {r}:"))
+            .unwrap_or_default();
+        format!(
+            "{level}[{}]{subject} {}\n  hint: {}\n",
+            self.code, self.message, self.hint
+        )
+    }
 }
 
 /// The outcome of one check of one repository.
@@ -238,17 +256,7 @@ impl Report {
             );
         }
         for p in &self.problems {
-            let level = match p.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
-            let subject = p
-                .repository
-                .as_deref()
-                .map(|r| format!(" {r}:"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "{level}[{}]{subject} {}", p.code, p.message);
-            let _ = writeln!(out, "  hint: {}", p.hint);
+            out.push_str(&p.render());
         }
         let _ = if self.ok {
             writeln!(out, "result: ok")

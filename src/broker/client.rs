@@ -137,11 +137,11 @@ pub fn parse_prompt(prompt: &str) -> Option<Prompt> {
         return None;
     }
     let url = url::Url::parse(&prompt[start + 1..end]).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
     let host = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
+        Some(port) => format!("{}:{port}", url.host_str()?),
+        None => url.host_str()?.to_owned(),
     };
+    let host = super::policy::normalise_host(url.scheme(), &host);
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
@@ -240,8 +240,8 @@ pub fn parse_helper_input(
         return Ok(None);
     };
     Ok(Some(HelperQuery {
+        host: super::policy::normalise_host(&protocol, &host),
         protocol,
-        host: host.to_ascii_lowercase(),
         path: field("path"),
         username: field("username"),
     }))

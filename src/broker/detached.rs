@@ -190,7 +190,7 @@ pub async fn serve() -> ExitCode {
         Ok(dir) => dir,
         Err(e) => return fail(&format!("cannot use the runtime directory {shown}: {e}")),
     };
-    let exe = match std::env::current_exe() {
+    let exe = match super::child_env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return fail(&format!("cannot find its own executable: {e}")),
     };

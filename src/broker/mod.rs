@@ -24,5 +24,7 @@ pub mod server;
 pub const ENV_SOCKET: &str = "BBINJECT_SOCKET";
 /// Environment variable holding the capability, for the front doors.
 pub const ENV_CAPABILITY: &str = "BBINJECT_CAPABILITY";
+/// The broker's socket, inside its runtime directory.
+pub const SOCKET_NAME: &str = "s";
 /// The name under which the binary acts as `GIT_ASKPASS` (a symlink to itself).
 pub const ASKPASS_NAME: &str = "bbinject-askpass";

@@ -48,6 +48,23 @@ pub enum Refusal {
     UsedUp(u32),
 }
 
+/// The one host normaliser, for the broker, the helper, askpass and scrub:
+/// lower case, and without the scheme's default port (`:443` for https,
+/// `:80` for http), so `BitBucket.ORG:443` is `bitbucket.org` while
+/// `bitbucket.org:8443` stays another origin. IPv6 literals keep their brackets.
+pub fn normalise_host(scheme: &str, host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return host,
+    };
+    match host.strip_suffix(default) {
+        Some(bare) if !bare.is_empty() && !bare.ends_with(':') => bare.to_owned(),
+        _ => host,
+    }
+}
+
 /// `scheme://host[:port]`, as git names it in credential requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -114,7 +131,7 @@ impl AllowList {
 
     /// `Ok` if git may get a credential for `protocol://host`.
     pub fn check(&self, protocol: &str, host: &str) -> Result<(), Refusal> {
-        let host = host.to_ascii_lowercase();
+        let host = normalise_host(protocol, host);
         match self.origins.iter().find(|o| o.host == host) {
             Some(o) if o.scheme == protocol => Ok(()),
             Some(o) => Err(Refusal::Scheme {
@@ -164,6 +181,36 @@ mod tests {
 
     fn allow(git_url: &str) -> AllowList {
         AllowList::new(&Endpoint::parse("--git-url", git_url).expect("url"))
+    }
+
+    #[test]
+    fn hosts_are_normalised_one_way() {
+        for (scheme, host, expected) in [
+            ("https", "BitBucket.ORG:443", "bitbucket.org"),
+            ("https", "bitbucket.org:8443", "bitbucket.org:8443"),
+            ("http", "127.0.0.1:80", "127.0.0.1"),
+            ("http", "127.0.0.1:8080", "127.0.0.1:8080"),
+            ("https", "[::1]:443", "[::1]"),
+            ("https", "[::1]:7990", "[::1]:7990"),
+            ("https", ":443", ":443"),
+            ("ssh", "bitbucket.org:22", "bitbucket.org:22"),
+        ] {
+            assert_eq!(normalise_host(scheme, host), expected, "{scheme} {host}");
+        }
+        // The helper (git's field) and askpass (a URL) agree.
+        let helper = crate::broker::client::parse_helper_input(
+            b"protocol=https\nhost=BitBucket.org:443\n\n",
+        )
+        .expect("parse")
+        .expect("query");
+        let prompt = crate::broker::client::parse_prompt(
+            "Password for 'https://x-token-auth@BitBucket.org:443/a/b.git': ",
+        )
+        .expect("prompt");
+        assert_eq!(
+            (helper.host.as_str(), prompt.host.as_str()),
+            ("bitbucket.org", "bitbucket.org")
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl RuntimeDir {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.path.join("s")
+        self.path.join(super::SOCKET_NAME)
     }
 
     pub fn askpass(&self) -> PathBuf {

@@ -307,10 +307,7 @@ fn scopes(matches: &[String]) -> Result<Vec<Scope>, usize> {
         .map(|(index, m)| {
             if m.contains('/') {
                 RepoRef::parse(m).map(Scope::Repository).map_err(|_| index)
-            } else if !m.is_empty()
-                && m.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
+            } else if super::repo::is_name(m) {
                 Ok(Scope::Workspace(m.to_ascii_lowercase()))
             } else {
                 Err(index)

@@ -27,6 +27,8 @@ pub const API_TOKEN_GIT_USERNAME: &str = "x-bitbucket-api-token-auth";
 /// The static git username for repository/project/workspace access tokens and
 /// OAuth bearer tokens.
 pub const TOKEN_GIT_USERNAME: &str = "x-token-auth";
+/// The git usernames that carry no meaning without a token.
+pub const STATIC_USERNAMES: [&str; 2] = [API_TOKEN_GIT_USERNAME, TOKEN_GIT_USERNAME];
 
 /// The kinds of credential Bitbucket Cloud knows, as named in configs and JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -46,6 +48,20 @@ impl Kind {
             Kind::AccessToken => "access_token",
             Kind::OauthClientCredentials => "oauth_client_credentials",
             Kind::AppPassword => "app_password",
+        }
+    }
+
+    /// The kind a secret's prefix suggests (`ATBB` app password, `ATATT`
+    /// API token, `ATCTT` access token): for hints only, never to refuse a value.
+    pub fn from_prefix(secret: &str) -> Option<Kind> {
+        if secret.starts_with("ATBB") {
+            Some(Kind::AppPassword)
+        } else if secret.starts_with("ATATT") {
+            Some(Kind::ApiToken)
+        } else if secret.starts_with("ATCTT") {
+            Some(Kind::AccessToken)
+        } else {
+            None
         }
     }
 
@@ -295,11 +311,7 @@ impl Scope {
             Some(Scope::Any)
         } else if text.contains('/') {
             RepoRef::parse(text).ok().map(Scope::Repository)
-        } else if !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        } else if repo::is_name(text) {
             Some(Scope::Workspace(text.to_ascii_lowercase()))
         } else {
             None

@@ -3,6 +3,19 @@
 use std::fmt;
 
 /// A Bitbucket repository: `workspace/slug`.
+/// A workspace id or a repository slug as Bitbucket allows them: ASCII
+/// letters, digits, `-`, `_` and `.`, at most 128 characters, not `.`/`..`.
+/// The one definition used by `--repo`, config `match:` lists and scopes.
+pub fn is_name(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 128
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && part != "."
+        && part != ".."
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(into = "String")]
 pub struct RepoRef {
@@ -26,16 +39,7 @@ impl RepoRef {
         let trimmed = input.trim_matches('/');
         let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
         let (workspace, slug) = trimmed.split_once('/').ok_or_else(err)?;
-        let valid = |part: &str| {
-            !part.is_empty()
-                && part.len() <= 128
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && part != "."
-                && part != ".."
-        };
-        if !valid(workspace) || !valid(slug) {
+        if !is_name(workspace) || !is_name(slug) {
             return Err(err());
         }
         Ok(Self {

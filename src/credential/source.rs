@@ -699,21 +699,12 @@ pub const APP_PASSWORD_HINT: &str = "create an API token with scopes read:reposi
 
 /// Token prefixes seen in the wild are hints, never grounds for refusal.
 fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
-    let looks_like = if secret.starts_with("ATBB") {
-        Some((
-            Kind::AppPassword,
-            crate::codes::ProblemCode::LooksLikeAppPassword,
-        ))
-    } else if secret.starts_with("ATATT") {
-        Some((Kind::ApiToken, crate::codes::ProblemCode::LooksLikeApiToken))
-    } else if secret.starts_with("ATCTT") {
-        Some((
-            Kind::AccessToken,
-            crate::codes::ProblemCode::LooksLikeAccessToken,
-        ))
-    } else {
-        None
-    };
+    let looks_like = Kind::from_prefix(secret.expose()).and_then(|seen| match seen {
+        Kind::AppPassword => Some((seen, crate::codes::ProblemCode::LooksLikeAppPassword)),
+        Kind::ApiToken => Some((seen, crate::codes::ProblemCode::LooksLikeApiToken)),
+        Kind::AccessToken => Some((seen, crate::codes::ProblemCode::LooksLikeAccessToken)),
+        Kind::OauthClientCredentials => None,
+    });
     let mut warnings = Vec::new();
     if let Some((seen, code)) = looks_like.filter(|(seen, _)| *seen != kind) {
         let hint = match seen {

@@ -8,9 +8,8 @@ use base64::Engine as _;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-/// The static git usernames of token credentials: dropped from a cleaned URL,
-/// since they carry no meaning without the token.
-const STATIC_USERNAMES: [&str; 2] = ["x-token-auth", "x-bitbucket-api-token-auth"];
+use crate::broker::policy::normalise_host;
+use crate::credential::{API_TOKEN_GIT_USERNAME, Kind, STATIC_USERNAMES, TOKEN_GIT_USERNAME};
 
 /// A config key as git prints it in `--list`: `section[.subsection].name`.
 /// The section and name have no dots; everything between them is the
@@ -52,14 +51,15 @@ pub enum SecretKind {
 
 impl SecretKind {
     pub fn classify(username: Option<&str>, secret: &str) -> Self {
-        if secret.starts_with("ATBB") {
-            SecretKind::AppPassword
-        } else if secret.starts_with("ATATT") || username == Some("x-bitbucket-api-token-auth") {
-            SecretKind::ApiToken
-        } else if secret.starts_with("ATCTT") || username == Some("x-token-auth") {
-            SecretKind::AccessToken
-        } else {
-            SecretKind::Unknown
+        match (Kind::from_prefix(secret), username) {
+            (Some(Kind::AppPassword), _) => SecretKind::AppPassword,
+            (Some(Kind::ApiToken), _) | (None, Some(API_TOKEN_GIT_USERNAME)) => {
+                SecretKind::ApiToken
+            }
+            (Some(Kind::AccessToken), _) | (None, Some(TOKEN_GIT_USERNAME)) => {
+                SecretKind::AccessToken
+            }
+            _ => SecretKind::Unknown,
         }
     }
 
@@ -159,7 +159,7 @@ pub fn url_credentials(url: &str) -> Option<UrlCredentials> {
         with: url[..scheme_end + 3 + authority_end].to_owned(),
         masked: format!("{scheme}://{user}:****@{hostport}"),
         without,
-        host: host_of(hostport),
+        host: normalise_host(scheme, hostport),
         username,
         secret: Zeroizing::new(decode(password)),
     })
@@ -171,16 +171,6 @@ pub fn mask_userinfo(text: &str) -> String {
         Some(c) => format!("{}{}", c.masked, &text[c.with.len()..]),
         None => text.to_owned(),
     }
-}
-
-/// `Host:port` or `[v6]:port` → lower-case host without port or brackets.
-pub fn host_of(hostport: &str) -> String {
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        hostport.split(':').next().unwrap_or_default()
-    };
-    host.to_ascii_lowercase()
 }
 
 /// `ATBB… (32 chars)` for long values, only the length for short ones.
@@ -200,12 +190,14 @@ pub fn preview(secret: &str) -> String {
 pub struct Hosts(Vec<String>);
 
 impl Hosts {
+    /// `bitbucket.org` and each `--host` (`host`, `host:port` or a URL),
+    /// normalised as the broker normalises them.
     pub fn new(extra: &[String]) -> Self {
         let mut hosts = vec!["bitbucket.org".to_owned()];
         for h in extra {
-            let h = h.split("://").last().unwrap_or(h);
-            let hostport = h.split('/').next().unwrap_or(h);
-            hosts.push(host_of(hostport));
+            let (scheme, rest) = h.split_once("://").unwrap_or(("https", h));
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            hosts.push(normalise_host(scheme, hostport));
         }
         Self(hosts)
     }
@@ -285,8 +277,8 @@ fn header_finding(
         // Unscoped: sent to every host, Bitbucket included.
         None => "every host".to_owned(),
         Some(scope) => {
-            let start = scope.find("://")? + 3;
-            let host = host_of(scope[start..].split('/').next().unwrap_or_default());
+            let (scheme, rest) = scope.split_once("://")?;
+            let host = normalise_host(scheme, rest.split('/').next().unwrap_or_default());
             if !hosts.contains(&host) {
                 return None;
             }
@@ -426,7 +418,7 @@ mod tests {
             (
                 "http://u:FAKE@[::1]:7990/scm/x.git",
                 "http://u@[::1]:7990",
-                "::1",
+                "[::1]:7990",
             ),
             (
                 "https://x-bitbucket-api-token-auth:FAKE@bitbucket.org",
@@ -476,7 +468,9 @@ mod tests {
         let hosts = Hosts::new(&["[::1]:7990".into(), "https://git.example.com/".into()]);
         for (host, expected) in [
             ("bitbucket.org", true),
-            ("::1", true),
+            ("[::1]:7990", true),
+            ("[::1]", false),
+            ("bitbucket.org:8443", false),
             ("git.example.com", true),
             ("bitbucket.org.evil.com", false),
             ("evilbitbucket.org", false),
