@@ -10,10 +10,10 @@ use std::io::Write as _;
 use crate::bitbucket::{Preflight, Problem, Report};
 use crate::cli::{CheckArgs, Format};
 use crate::credential::Environment;
-use crate::error::{self, Error, ExitCode};
+use crate::error::{self, Error, Exit};
 use crate::settings::{Settings, repositories, resolve};
 
-pub async fn run(args: &CheckArgs, env: &dyn Environment) -> ExitCode {
+pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
     let prepared = (|| {
         let set = resolve(&args.probe, env)?;
         let settings = Settings::new(&args.probe, &set)?;

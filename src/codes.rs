@@ -1,4 +1,4 @@
-//! The stable codes a run ends with: the process exit status ([`ExitCode`])
+//! The stable codes a run ends with: the process exit status ([`Exit`])
 //! and the problem codes of a preflight report ([`ProblemCode`]), with the
 //! one exhaustive mapping between them. Their spellings are a public
 //! interface (README "Exit codes" and "JSON output"): never renamed once
@@ -10,7 +10,7 @@ use serde::Serialize;
 /// What `bbinject` exits with. `check` and a failing preflight use 2–5;
 /// `exec` otherwise passes the child's status through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCode {
+pub enum Exit {
     Success,
     /// `scrub --check`: credentials were found.
     Found,
@@ -30,24 +30,24 @@ pub enum ExitCode {
     Child(u8),
 }
 
-impl ExitCode {
+impl Exit {
     pub fn code(self) -> u8 {
         match self {
-            ExitCode::Success => 0,
-            ExitCode::Found => 1,
-            ExitCode::Usage => 2,
-            ExitCode::CredentialRejected => 3,
-            ExitCode::NotAllowed => 4,
-            ExitCode::Unreachable => 5,
-            ExitCode::CannotExecute => 126,
-            ExitCode::CommandNotFound => 127,
-            ExitCode::Child(code) => code,
+            Exit::Success => 0,
+            Exit::Found => 1,
+            Exit::Usage => 2,
+            Exit::CredentialRejected => 3,
+            Exit::NotAllowed => 4,
+            Exit::Unreachable => 5,
+            Exit::CannotExecute => 126,
+            Exit::CommandNotFound => 127,
+            Exit::Child(code) => code,
         }
     }
 }
 
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(code: ExitCode) -> Self {
+impl From<Exit> for std::process::ExitCode {
+    fn from(code: Exit) -> Self {
         std::process::ExitCode::from(code.code())
     }
 }
@@ -167,30 +167,30 @@ impl ProblemCode {
 
     /// The exit code this problem implies as an error; `None` for codes that
     /// are only ever warnings.
-    pub fn exit_code(self) -> Option<ExitCode> {
+    pub fn exit_code(self) -> Option<Exit> {
         match self {
-            ProblemCode::Configuration => Some(ExitCode::Usage),
-            ProblemCode::NoCredentialForRepository => Some(ExitCode::Usage),
-            ProblemCode::AppPasswordRemoved => Some(ExitCode::CredentialRejected),
-            ProblemCode::CredentialRejected => Some(ExitCode::CredentialRejected),
-            ProblemCode::GitCredentialRejected => Some(ExitCode::CredentialRejected),
-            ProblemCode::GitUsernameIsEmail => Some(ExitCode::CredentialRejected),
-            ProblemCode::TokenExpired => Some(ExitCode::CredentialRejected),
-            ProblemCode::OauthExchangeFailed => Some(ExitCode::CredentialRejected),
-            ProblemCode::AuthenticationNotProven => Some(ExitCode::CredentialRejected),
-            ProblemCode::MissingScope => Some(ExitCode::NotAllowed),
-            ProblemCode::AuthMechanismNotAllowed => Some(ExitCode::NotAllowed),
-            ProblemCode::RepositoryNotFound => Some(ExitCode::NotAllowed),
-            ProblemCode::WriteNotAllowed => Some(ExitCode::NotAllowed),
-            ProblemCode::Forbidden => Some(ExitCode::NotAllowed),
-            ProblemCode::RateLimited => Some(ExitCode::Unreachable),
-            ProblemCode::BitbucketUnavailable => Some(ExitCode::Unreachable),
-            ProblemCode::Unreachable => Some(ExitCode::Unreachable),
-            ProblemCode::Timeout => Some(ExitCode::Unreachable),
-            ProblemCode::TlsUntrusted => Some(ExitCode::Unreachable),
-            ProblemCode::TlsNameMismatch => Some(ExitCode::Unreachable),
-            ProblemCode::ProxyError => Some(ExitCode::Unreachable),
-            ProblemCode::UnexpectedResponse => Some(ExitCode::Unreachable),
+            ProblemCode::Configuration => Some(Exit::Usage),
+            ProblemCode::NoCredentialForRepository => Some(Exit::Usage),
+            ProblemCode::AppPasswordRemoved => Some(Exit::CredentialRejected),
+            ProblemCode::CredentialRejected => Some(Exit::CredentialRejected),
+            ProblemCode::GitCredentialRejected => Some(Exit::CredentialRejected),
+            ProblemCode::GitUsernameIsEmail => Some(Exit::CredentialRejected),
+            ProblemCode::TokenExpired => Some(Exit::CredentialRejected),
+            ProblemCode::OauthExchangeFailed => Some(Exit::CredentialRejected),
+            ProblemCode::AuthenticationNotProven => Some(Exit::CredentialRejected),
+            ProblemCode::MissingScope => Some(Exit::NotAllowed),
+            ProblemCode::AuthMechanismNotAllowed => Some(Exit::NotAllowed),
+            ProblemCode::RepositoryNotFound => Some(Exit::NotAllowed),
+            ProblemCode::WriteNotAllowed => Some(Exit::NotAllowed),
+            ProblemCode::Forbidden => Some(Exit::NotAllowed),
+            ProblemCode::RateLimited => Some(Exit::Unreachable),
+            ProblemCode::BitbucketUnavailable => Some(Exit::Unreachable),
+            ProblemCode::Unreachable => Some(Exit::Unreachable),
+            ProblemCode::Timeout => Some(Exit::Unreachable),
+            ProblemCode::TlsUntrusted => Some(Exit::Unreachable),
+            ProblemCode::TlsNameMismatch => Some(Exit::Unreachable),
+            ProblemCode::ProxyError => Some(Exit::Unreachable),
+            ProblemCode::UnexpectedResponse => Some(Exit::Unreachable),
             ProblemCode::IdentityUnavailable => None,
             ProblemCode::NotVerified => None,
             ProblemCode::RestEmailMissing => None,
@@ -207,7 +207,7 @@ impl ProblemCode {
     /// Codes that describe the credential itself (it was rejected), not one
     /// repository: reported once per credential however many repositories hit them.
     pub fn is_about_the_credential(self) -> bool {
-        self.exit_code() == Some(ExitCode::CredentialRejected)
+        self.exit_code() == Some(Exit::CredentialRejected)
             && self != ProblemCode::AuthenticationNotProven
     }
 }
@@ -235,18 +235,18 @@ mod tests {
     #[test]
     fn exit_codes_are_the_documented_numbers() {
         let table = [
-            (ExitCode::Success, 0),
-            (ExitCode::Found, 1),
-            (ExitCode::Usage, 2),
-            (ExitCode::CredentialRejected, 3),
-            (ExitCode::NotAllowed, 4),
-            (ExitCode::Unreachable, 5),
-            (ExitCode::CannotExecute, 126),
-            (ExitCode::CommandNotFound, 127),
-            (ExitCode::Child(0), 0),
-            (ExitCode::Child(7), 7),
-            (ExitCode::Child(143), 143),
-            (ExitCode::Child(255), 255),
+            (Exit::Success, 0),
+            (Exit::Found, 1),
+            (Exit::Usage, 2),
+            (Exit::CredentialRejected, 3),
+            (Exit::NotAllowed, 4),
+            (Exit::Unreachable, 5),
+            (Exit::CannotExecute, 126),
+            (Exit::CommandNotFound, 127),
+            (Exit::Child(0), 0),
+            (Exit::Child(7), 7),
+            (Exit::Child(143), 143),
+            (Exit::Child(255), 255),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");

@@ -8,7 +8,7 @@ use crate::bitbucket::{EndpointError, HttpError};
 use crate::codes::ProblemCode;
 use crate::credential::{RepoRefError, ResolveError};
 
-pub use crate::codes::ExitCode;
+pub use crate::codes::Exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,8 +59,8 @@ impl Error {
 
     /// Everything that stops a run before a child starts is something to fix
     /// in the set-up: exit 2, as `check` does.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::Usage
+    pub fn exit_code(&self) -> Exit {
+        Exit::Usage
     }
 
     /// The stable problem code this error has in a JSON report.
@@ -72,14 +72,14 @@ impl Error {
 /// A command line clap rejected: clap's own message (it names the argument),
 /// a hint where we know the usual mistake, and for `check --format json` the
 /// documented JSON report, so a CI job archiving stdout gets an object too.
-pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> Exit {
     use clap::error::ErrorKind;
     if matches!(
         error.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     ) {
         let _ = error.print();
-        return ExitCode::Success;
+        return Exit::Success;
     }
     let words: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
     let subcommand = words.iter().find(|w| !w.starts_with('-')).copied();
@@ -117,7 +117,7 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
             let _ = std::io::Write::write_all(&mut out, b"\n");
         }
     }
-    ExitCode::Usage
+    Exit::Usage
 }
 
 /// Prints `error` the one way errors are printed: a line, then a hint, both
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn configuration_errors_exit_2() {
         let e = Error::Resolve(ResolveError::NoCredential);
-        assert_eq!(e.exit_code(), ExitCode::Usage);
+        assert_eq!(e.exit_code(), Exit::Usage);
         assert!(e.hint().contains("BITBUCKET_API_TOKEN"));
     }
 }

@@ -18,11 +18,11 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::broker::server::{Broker, RuntimeDir, Settings as BrokerSettings, Vault};
+use crate::broker::server::{Broker, Limits, RuntimeDir, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, child_env};
 use crate::cli::ExecArgs;
 use crate::credential::Environment;
-use crate::error::{Error, ExitCode};
+use crate::error::{Error, Exit};
 use crate::redact::{self, Patterns, Redactor, eprint_line};
 use crate::settings::{self, Prepared};
 
@@ -34,7 +34,7 @@ const READ_SIZE: usize = 256 * 1024;
 /// The pipe buffer asked for the child's stdout and stderr.
 const PIPE_SIZE: usize = 1024 * 1024;
 
-pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> {
     let Prepared {
         set,
         settings,
@@ -76,7 +76,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Err
     let broker = Broker::start(
         &dir,
         Vault::from_set(set, bearers),
-        BrokerSettings {
+        Limits {
             allow,
             max_uses: args.max_uses,
             stop_when_used_up: false,
@@ -118,11 +118,9 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<ExitCode, Err
         Err(e) => {
             let name = args.command[0].to_string_lossy();
             let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (ExitCode::CommandNotFound, "command not found"),
-                std::io::ErrorKind::PermissionDenied => {
-                    (ExitCode::CannotExecute, "permission denied")
-                }
-                _ => (ExitCode::CannotExecute, "cannot be started"),
+                std::io::ErrorKind::NotFound => (Exit::CommandNotFound, "command not found"),
+                std::io::ErrorKind::PermissionDenied => (Exit::CannotExecute, "permission denied"),
+                _ => (Exit::CannotExecute, "cannot be started"),
             };
             eprint_line(&format!("bbinject: error: cannot run `{name}`: {what}"));
             eprint_line("hint: check the command after `--` and the PATH of the build agent");
@@ -310,7 +308,7 @@ async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
 
 /// Waits for the child, forwarding signals to it; as PID 1 also reaps orphans
 /// re-parented to us, so no zombie git processes pile up in a container.
-async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io::Result<ExitCode> {
+async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io::Result<Exit> {
     let pid = Pid::from_child(&child);
     let init = rustix::process::getpid().is_init();
     loop {
@@ -319,9 +317,9 @@ async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io:
             match rustix::process::waitpid(target, WaitOptions::NOHANG) {
                 Ok(Some((reaped, status))) if reaped == pid => {
                     return Ok(match (status.exit_status(), status.terminating_signal()) {
-                        (Some(code), _) => ExitCode::Child(code as u8),
-                        (None, Some(sig)) => ExitCode::Child(128u8.saturating_add(sig as u8)),
-                        (None, None) => ExitCode::Child(1),
+                        (Some(code), _) => Exit::Child(code as u8),
+                        (None, Some(sig)) => Exit::Child(128u8.saturating_add(sig as u8)),
+                        (None, None) => Exit::Child(1),
                     });
                 }
                 Ok(Some((orphan, _))) => {

@@ -18,19 +18,19 @@ use crate::broker::server::{RuntimeDir, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::credential::Environment;
-use crate::error::{Error, ExitCode};
+use crate::error::{Error, Exit};
 use crate::redact::eprint_line;
 
 /// How long `export` waits for the detached broker to be ready, unless
 /// `BBINJECT_BROKER_READY_TIMEOUT_MS` says otherwise (a very slow agent).
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, Error> {
+pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error> {
     if args.revoke {
         return Ok(match client::revoke() {
             Ok(()) => {
                 eprint_line("bbinject: the broker was revoked; its socket and directory are gone");
-                ExitCode::Success
+                Exit::Success
             }
             Err(e) => {
                 eprint_line(&format!("bbinject: error: cannot revoke: {e}"));
@@ -42,7 +42,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
                         "hint: run it in the shell that evaluated `bbinject export` (it reads BBINJECT_SOCKET and BBINJECT_CAPABILITY)"
                     }
                 });
-                ExitCode::Usage
+                Exit::Usage
             }
         });
     }
@@ -99,7 +99,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
             eprint_line(
                 "hint: run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
             );
-            return Ok(ExitCode::Usage);
+            return Ok(Exit::Usage);
         }
     };
     drop(encoded);
@@ -124,7 +124,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<ExitCode, E
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(render(args.format, &vars).as_bytes());
     let _ = out.flush();
-    Ok(ExitCode::Success)
+    Ok(Exit::Success)
 }
 
 /// Starts `bbinject broker` in its own session with an empty environment,

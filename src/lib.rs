@@ -36,17 +36,17 @@ pub mod settings;
 
 use cli::{Cli, Command};
 use credential::ProcessEnvironment;
-use error::{Error, ExitCode};
+use error::{Error, Exit};
 
 /// Runs the parsed command line; the caller turns the result into an exit code.
-pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+pub fn run(cli: Cli) -> Result<Exit, Error> {
     if let Command::Credential { action } = &cli.command {
         // git starts this for every request: no runtime, no network, fast.
         let code = broker::client::helper_main(action.as_str());
         return Ok(if code == std::process::ExitCode::SUCCESS {
-            ExitCode::Success
+            Exit::Success
         } else {
-            ExitCode::Child(1)
+            Exit::Child(1)
         });
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -63,14 +63,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "bbinject", &mut std::io::stdout());
-            Ok(ExitCode::Success)
+            Ok(Exit::Success)
         }
         Command::Man { dir: Some(dir) } => match manual::write_all(dir) {
             Ok(files) => {
                 for file in files {
                     println!("{}", file.display());
                 }
-                Ok(ExitCode::Success)
+                Ok(Exit::Success)
             }
             Err(e) => Err(Error::Manual {
                 dir: dir.display().to_string(),
@@ -86,8 +86,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             manual::write_main(&mut page).map_err(Error::Runtime)?;
             // A closed stdout (`| head`) is not an error.
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
-            Ok(ExitCode::Success)
+            Ok(Exit::Success)
         }
-        Command::Credential { .. } => Ok(ExitCode::Success),
+        Command::Credential { .. } => Ok(Exit::Success),
     }
 }

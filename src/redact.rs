@@ -377,7 +377,7 @@ fn lowercase_escapes(percent: &str) -> String {
 /// `text` with every form of each secret masked, for text that came from
 /// outside (a server's error message) before it reaches a report. Unlike the
 /// output redactor, short secrets are masked too: this text is small and ours.
-pub fn scrub(text: &str, secrets: &[(&Secret, &[&str])]) -> String {
+pub fn mask_secrets(text: &str, secrets: &[(&Secret, &[&str])]) -> String {
     let patterns: Vec<Zeroizing<Vec<u8>>> = secrets
         .iter()
         .flat_map(|(secret, usernames)| forms(secret.expose().as_bytes(), usernames))
@@ -611,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn scrub_removes_raw_encoded_and_base64_forms() {
+    fn mask_secrets_removes_raw_encoded_and_base64_forms() {
         const FAKE: &str = "FAKE-not-a-real-token/with+plus=";
         let secret = Secret::new(FAKE.to_owned());
         let basic = STANDARD.encode(format!("alice:{FAKE}"));
@@ -625,7 +625,7 @@ mod tests {
             "raw {FAKE} pct {pct} b64 {} basic {basic}",
             STANDARD.encode(FAKE)
         );
-        let scrubbed = scrub(&text, &[(&secret, &["alice"])]);
+        let scrubbed = mask_secrets(&text, &[(&secret, &["alice"])]);
         assert!(!scrubbed.contains("FAKE"), "{scrubbed}");
         assert!(!scrubbed.contains(&basic), "{scrubbed}");
         assert!(!scrubbed.contains(&STANDARD.encode(FAKE)), "{scrubbed}");

@@ -10,7 +10,7 @@ use crate::bitbucket::{self, Endpoints, HttpSettings, Need, Preflight};
 use crate::broker::policy::AllowList;
 use crate::cli::ProbeArgs;
 use crate::credential::{CredentialSet, Environment, RepoRef, Resolver};
-use crate::error::{Error, ExitCode};
+use crate::error::{Error, Exit};
 use crate::redact::{self, Patterns};
 use crate::secret::Secret;
 
@@ -131,7 +131,7 @@ pub async fn preflight_and_tokens(
     settings: Settings,
     skip: bool,
     doing: &str,
-) -> Result<Result<Vec<Option<Secret>>, ExitCode>, Error> {
+) -> Result<Result<Vec<Option<Secret>>, Exit>, Error> {
     // The HTTP client (and the system CA bundle it loads) is only needed for a
     // preflight or an OAuth token: `--no-preflight` with a token skips it.
     let needs_http = !skip

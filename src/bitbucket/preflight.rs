@@ -61,7 +61,7 @@ impl Probing<'_> {
         if let Some(bearer) = &self.bearer {
             secrets.push((bearer, names.as_slice()));
         }
-        crate::redact::scrub(text, &secrets)
+        crate::redact::mask_secrets(text, &secrets)
     }
 
     fn name(&self) -> &str {

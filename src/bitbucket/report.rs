@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::codes::ExitCode;
+use crate::codes::Exit;
 
 pub use crate::codes::ProblemCode;
 
@@ -196,19 +196,19 @@ impl Report {
 
     fn settle(&mut self) {
         let exit = self.exit();
-        self.ok = exit == ExitCode::Success;
+        self.ok = exit == Exit::Success;
         self.exit_code = exit.code();
     }
 
     /// The most fundamental error decides: configuration before rejection
     /// before permission before reachability.
-    pub fn exit(&self) -> ExitCode {
+    pub fn exit(&self) -> Exit {
         self.problems
             .iter()
             .filter(|p| p.severity == Severity::Error)
-            .map(|p| p.code.exit_code().unwrap_or(ExitCode::Unreachable))
+            .map(|p| p.code.exit_code().unwrap_or(Exit::Unreachable))
             .min_by_key(|e| e.code())
-            .unwrap_or(ExitCode::Success)
+            .unwrap_or(Exit::Success)
     }
 
     pub fn to_json(&self) -> String {
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn the_most_fundamental_error_decides_the_exit_code() {
         let mut report = Report::new(super::super::Need::Read);
-        assert_eq!(report.exit(), ExitCode::Success);
+        assert_eq!(report.exit(), Exit::Success);
         report.push(Problem::warning(ProblemCode::NotVerified, "m", "h"));
         assert!(report.ok);
         report.push(Problem::error(ProblemCode::Timeout, "m", "h"));

@@ -19,9 +19,9 @@ use zeroize::Zeroizing;
 
 use super::policy::{AllowList, Origin};
 use super::protocol::{ProtocolError, encode_lines, parse_lines};
-use super::server::{Broker, RuntimeDir, Settings, Vault, VaultEntry};
+use super::server::{Broker, Limits, RuntimeDir, Vault, VaultEntry};
 use crate::credential::Scope;
-use crate::error::ExitCode;
+use crate::error::Exit;
 use crate::secret::Secret;
 
 /// The largest hand-off a detached broker accepts.
@@ -152,15 +152,15 @@ fn tell(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
-fn fail(reason: &str) -> ExitCode {
+fn fail(reason: &str) -> Exit {
     tell(&format!("error {reason}"));
-    ExitCode::Usage
+    Exit::Usage
 }
 
 /// `bbinject broker`: reads the hand-off from stdin, serves until its TTL,
 /// `--max-uses` or a revocation (or SIGTERM/SIGINT/SIGHUP), then removes its
 /// directory.
-pub async fn serve() -> ExitCode {
+pub async fn serve() -> Exit {
     // Its own session: the caller's terminal closing or Ctrl-C does not reach it.
     let _ = rustix::process::setsid();
     let mut raw = Zeroizing::new(Vec::new());
@@ -197,7 +197,7 @@ pub async fn serve() -> ExitCode {
     if let Err(e) = std::os::unix::fs::symlink(&exe, dir.askpass()) {
         return fail(&format!("cannot create the askpass link in {shown}: {e}"));
     }
-    let settings = Settings {
+    let settings = Limits {
         allow: AllowList::from_origins(origins),
         revocable: true,
         max_uses,
@@ -208,7 +208,7 @@ pub async fn serve() -> ExitCode {
         Err(e) => return fail(&format!("cannot listen on a socket in {shown}: {e}")),
     };
     if !tell(&format!("ready {}", dir.path().display())) {
-        return ExitCode::Usage;
+        return Exit::Usage;
     }
     let ttl = tokio::time::sleep(ttl);
     let signals = async {
@@ -233,7 +233,7 @@ pub async fn serve() -> ExitCode {
     }
     drop(broker);
     drop(dir);
-    ExitCode::Success
+    Exit::Success
 }
 
 #[cfg(test)]

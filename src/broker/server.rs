@@ -155,7 +155,7 @@ impl Drop for RuntimeDir {
     }
 }
 
-pub struct Settings {
+pub struct Limits {
     pub allow: AllowList,
     /// Only a detached broker may be revoked; `exec`'s ends with its child.
     pub revocable: bool,
@@ -167,7 +167,7 @@ pub struct Settings {
 
 struct State {
     vault: Vault,
-    settings: Settings,
+    limits: Limits,
     capability: Secret,
     uid: u32,
     uses: AtomicU32,
@@ -186,7 +186,7 @@ impl Broker {
     pub fn start(
         dir: &RuntimeDir,
         vault: Vault,
-        settings: Settings,
+        limits: Limits,
         capability: Secret,
     ) -> std::io::Result<Self> {
         let socket = dir.socket();
@@ -194,7 +194,7 @@ impl Broker {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         let state = Arc::new(State {
             vault,
-            settings,
+            limits,
             capability,
             uid: rustix::process::getuid().as_raw(),
             uses: AtomicU32::new(0),
@@ -311,13 +311,13 @@ fn evaluate(state: &State, request: &Request) -> Answer {
         return refuse(Refusal::Capability);
     }
     if request.want == Want::Revoke {
-        if !state.settings.revocable {
+        if !state.limits.revocable {
             return refuse(Refusal::NotRevocable);
         }
         state.stop.notify_one();
         return Answer::Revoked;
     }
-    if let Err(reason) = state.settings.allow.check(&request.protocol, &request.host) {
+    if let Err(reason) = state.limits.allow.check(&request.protocol, &request.host) {
         return refuse(reason);
     }
     let index = match state.vault.route(request.path.as_deref()) {
@@ -353,16 +353,16 @@ fn evaluate(state: &State, request: &Request) -> Answer {
     let counted = state
         .uses
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            match state.settings.max_uses {
+            match state.limits.max_uses {
                 Some(max) if n >= max => None,
                 _ => Some(n + 1),
             }
         });
     if counted.is_err() {
-        return refuse(Refusal::UsedUp(state.settings.max_uses.unwrap_or_default()));
+        return refuse(Refusal::UsedUp(state.limits.max_uses.unwrap_or_default()));
     }
-    if state.settings.stop_when_used_up
-        && counted.is_ok_and(|before| Some(before + 1) == state.settings.max_uses)
+    if state.limits.stop_when_used_up
+        && counted.is_ok_and(|before| Some(before + 1) == state.limits.max_uses)
     {
         // This was the last one: answer it, then end.
         state.stop.notify_one();

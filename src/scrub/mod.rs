@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{Format, ScrubArgs};
 use crate::credential::Environment;
-use crate::error::ExitCode;
+use crate::error::Exit;
 use crate::redact::eprint_line;
 use crate::secret::Secret;
 use detect::{Detected, Edit, Hosts, SecretKind};
@@ -250,7 +250,7 @@ fn fix_file(target: &Target, hosts: &Hosts) -> Result<Vec<Detected>, ScrubError>
 }
 
 #[derive(Serialize)]
-struct Report<'a> {
+struct ScrubReport<'a> {
     ok: bool,
     mode: Mode,
     findings: &'a [Finding],
@@ -259,7 +259,7 @@ struct Report<'a> {
     errors: Vec<String>,
 }
 
-pub fn run(args: &ScrubArgs, env: &dyn Environment) -> ExitCode {
+pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
     let hosts = Hosts::new(&args.hosts);
     let mode = if args.check {
         Mode::Check
@@ -408,7 +408,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> ExitCode {
     let ok = errors.is_empty() && (mode == Mode::Fix || findings.is_empty());
     match args.format {
         Format::Json => {
-            let report = Report {
+            let report = ScrubReport {
                 ok,
                 mode,
                 findings: &findings,
@@ -446,11 +446,11 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> ExitCode {
         eprint_line(&format!("hint: {hint}"));
     }
     if !errors.is_empty() {
-        ExitCode::Usage
+        Exit::Usage
     } else if mode == Mode::Check && !findings.is_empty() {
-        ExitCode::Found
+        Exit::Found
     } else {
-        ExitCode::Success
+        Exit::Success
     }
 }
 
