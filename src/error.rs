@@ -120,11 +120,24 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> Exit {
     Exit::Usage
 }
 
+/// Prints an error line and, when there is one, its hint: the format every
+/// error of every command has (`bbinject: error: …` then `hint: …`).
+pub fn print_error(message: &str, hint: Option<&str>) {
+    crate::redact::eprint_line(&format!("bbinject: error: {message}"));
+    if let Some(hint) = hint {
+        crate::redact::eprint_line(&format!("hint: {hint}"));
+    }
+}
+
+/// Prints something the user should know that is not an error.
+pub fn print_note(message: &str) {
+    crate::redact::eprint_line(&format!("bbinject: note: {message}"));
+}
+
 /// Prints `error` the one way errors are printed: a line, then a hint, both
 /// through the redactor.
 pub fn print(error: &Error) {
-    crate::redact::eprint_line(&format!("bbinject: error: {error}"));
-    crate::redact::eprint_line(&format!("hint: {}", error.hint()));
+    print_error(&error.to_string(), Some(&error.hint()));
 }
 
 /// What resolution noticed about the credentials (file permissions, a

@@ -122,8 +122,10 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
                 std::io::ErrorKind::PermissionDenied => (Exit::CannotExecute, "permission denied"),
                 _ => (Exit::CannotExecute, "cannot be started"),
             };
-            eprint_line(&format!("bbinject: error: cannot run `{name}`: {what}"));
-            eprint_line("hint: check the command after `--` and the PATH of the build agent");
+            crate::error::print_error(
+                &format!("cannot run `{name}`: {what}"),
+                Some("check the command after `--` and the PATH of the build agent"),
+            );
             return Ok(code);
         }
     };

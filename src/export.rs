@@ -33,15 +33,17 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
                 Exit::Success
             }
             Err(e) => {
-                eprint_line(&format!("bbinject: error: cannot revoke: {e}"));
-                eprint_line(match e {
-                    client::ClientError::Refused(_) => {
-                        "hint: nothing to do: a broker of `bbinject exec` ends when its command does"
-                    }
-                    _ => {
-                        "hint: run it in the shell that evaluated `bbinject export` (it reads BBINJECT_SOCKET and BBINJECT_CAPABILITY)"
-                    }
-                });
+                crate::error::print_error(
+                    &format!("cannot revoke: {e}"),
+                    Some(match e {
+                        client::ClientError::Refused(_) => {
+                            "nothing to do: a broker of `bbinject exec` ends when its command does"
+                        }
+                        _ => {
+                            "run it in the shell that evaluated `bbinject export` (it reads BBINJECT_SOCKET and BBINJECT_CAPABILITY)"
+                        }
+                    }),
+                );
                 Exit::Usage
             }
         });
@@ -93,11 +95,11 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         Ok(()) => runtime.hand_over(),
         Err(reason) => {
             drop(runtime);
-            eprint_line(&format!(
-                "bbinject: error: the detached broker {reason}; no broker is running"
-            ));
-            eprint_line(
-                "hint: run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
+            crate::error::print_error(
+                &format!("the detached broker {reason}; no broker is running"),
+                Some(
+                    "run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
+                ),
             );
             return Ok(Exit::Usage);
         }

@@ -168,10 +168,10 @@ pub async fn preflight_and_tokens(
         }
         crate::error::print_problems(&report);
         if !report.ok {
-            crate::redact::eprint_line(&format!(
-                "bbinject: error: preflight failed (exit {}); {doing}",
-                report.exit_code
-            ));
+            crate::error::print_error(
+                &format!("preflight failed (exit {}); {doing}", report.exit_code),
+                None,
+            );
             return Ok(Err(report.exit()));
         }
     }

@@ -33,7 +33,6 @@ use zeroize::Zeroizing;
 use crate::cli::{Format, ScrubArgs};
 use crate::credential::Environment;
 use crate::error::Exit;
-use crate::redact::eprint_line;
 use crate::secret::Secret;
 use detect::{Detected, Edit, Hosts, SecretKind};
 
@@ -435,15 +434,13 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
         }
     }
     for note in &notes {
-        eprint_line(&format!("bbinject: note: {note}"));
+        crate::error::print_note(note);
     }
-    for e in &errors {
-        eprint_line(&format!("bbinject: error: {e}"));
-    }
-    let mut hints: Vec<&str> = errors.iter().map(ScrubError::hint).collect();
-    hints.dedup();
-    for hint in hints {
-        eprint_line(&format!("hint: {hint}"));
+    // One hint per kind of error, after the last error of that kind.
+    for (i, e) in errors.iter().enumerate() {
+        let hint = e.hint();
+        let last_of_its_hint = errors[i + 1..].iter().all(|later| later.hint() != hint);
+        crate::error::print_error(&e.to_string(), last_of_its_hint.then_some(hint));
     }
     if !errors.is_empty() {
         Exit::Usage
