@@ -10,9 +10,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::source::{
-    Fields, FileProblem, Reader, SourceError, Value, read_regular_file, read_secret_file,
-};
+use super::build::Fields;
+use super::source::{FileProblem, Reader, SourceError, Value, read_regular_file, read_secret_file};
 use super::{Credential, CredentialSet, Kind, RepoRef, ResolveError, Scope, Source};
 
 /// The largest config we read: a config with hundreds of credentials is a few
@@ -173,7 +172,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
                 .map(|e| (format!("config:{shown}#{name}.email"), e)),
             client_id: rc.client_id,
         };
-        let credential = super::source::build(rc.kind, secret, fields).map_err(|e| match e {
+        let credential = super::build::build(rc.kind, secret, fields).map_err(|e| match e {
             ResolveError::Source(error) => secret_error(error),
             other => invalid(format!("credential `{name}`: {other}")),
         })?;

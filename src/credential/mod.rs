@@ -7,18 +7,17 @@
 //! talks to the network and never puts a secret into an error, a log line or a
 //! `Debug` string: errors name the *source* of a value, never the value.
 
+mod build;
 mod config;
 mod repo;
 mod source;
 
 use std::fmt;
 
+pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES};
 pub use config::{ConfigDefaults, ConfigError};
 pub use repo::{RepoRef, RepoRefError};
-pub use source::{
-    APP_PASSWORD_HINT, Environment, FileProblem, ProcessEnvironment, SECRET_VARIABLES, SourceError,
-    read_regular_file,
-};
+pub use source::{Environment, FileProblem, ProcessEnvironment, SourceError, read_regular_file};
 
 use crate::secret::Secret;
 
@@ -493,7 +492,7 @@ impl Resolver<'_> {
         if let Some(path) = self.config_file {
             return Ok(config::load(path, &reader)?);
         }
-        source::from_variables(&reader).map(CredentialSet::single)
+        build::from_variables(&reader).map(CredentialSet::single)
     }
 }
 
