@@ -3,7 +3,8 @@
 //!
 //! The report goes to stdout (text or JSON); errors that stop the check before
 //! it starts go to stderr as one line and a hint, and, with `--format json`,
-//! also to stdout as a report with a `configuration` problem.
+//! also to stdout as a report with a `configuration` problem. It starts no
+//! broker and no process; its set-up is `settings`, its probes `bitbucket`.
 
 use std::io::Write as _;
 

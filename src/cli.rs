@@ -1,5 +1,7 @@
 //! The command-line interface: clap definitions only. Their doc comments are
 //! the `--help` text, so they are written for the person reading a CI log.
+//! No logic: validation that needs more than a type lives in `settings`, and
+//! no argument ever holds a secret (there is no flag for one, by design).
 
 use std::path::PathBuf;
 use std::time::Duration;

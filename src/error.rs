@@ -1,6 +1,9 @@
-//! Exit codes in one enum, and the one place errors become text for a person:
-//! `bbinject: error: …` then `hint: …`. Errors of every module arrive here
-//! typed; none of them carries a secret, so none can print one.
+//! The edge where errors, warnings and notes become text for a person:
+//! `bbinject: error: …` then `hint: …`, preflight problems on stderr, clap's
+//! usage errors with our hints. Errors of every module arrive here typed;
+//! none of them carries a secret, so none can print one. Nothing else in the
+//! crate writes an error line, and nothing here decides an exit code that
+//! `codes` does not define.
 
 use std::io::Write as _;
 

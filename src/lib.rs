@@ -4,19 +4,18 @@
 //! `~/.git-credentials`, a command line, a child's environment or a log, and
 //! proves before the build starts that the credential works.
 //!
-//! Module map (see ARCHITECTURE.md §6):
-//! - [`cli`]: clap definitions (the `--help` text);
-//! - [`error`]: exit codes and the one place errors become text;
-//! - [`secret`]: the one secret type;
-//! - [`credential`]: the credential model and its sources;
-//! - [`bitbucket`]: HTTP client, API and git probes, the preflight report;
-//! - [`broker`]: the broker holding the secret, and its front doors (helper, askpass);
-//! - [`check`]: the `check` command;
-//! - [`exec`]: the `exec` command (child process, signals, exit status);
-//! - [`export`]: the `export` command and the detached broker;
-//! - [`manual`]: the man pages;
-//! - [`redact`]: the streaming redactor;
-//! - [`scrub`]: finding and removing credentials already on disk.
+//! Module map, in the order data flows (ARCHITECTURE.md §6); a module uses
+//! only those above it:
+//! - [`secret`], [`codes`]: the one secret type; exit and problem codes;
+//! - [`credential`]: sources (env, files, secrets dir, YAML) → credentials;
+//! - [`settings`]: raw flags + environment → validated settings, the shared set-up;
+//! - [`bitbucket`]: HTTP, REST and git probes, the diagnosis, the report;
+//! - [`broker`]: the process holding the secret, its policy, the front doors,
+//!   the child's environment, the detached broker;
+//! - [`redact`]: masking every form of every secret in output;
+//! - [`check`], [`exec`], [`export`]: the commands (exec: the child process only);
+//! - [`scrub`]: finding and removing credentials already on disk;
+//! - [`cli`], [`error`], [`logging`], [`manual`]: the edges (arguments, messages, logs, man pages).
 
 pub mod bitbucket;
 pub mod broker;

@@ -1,5 +1,6 @@
 //! The `bbinject` binary: parse, set up logging, run, map the outcome to an
-//! exit code. Everything else lives in the library.
+//! exit code. Everything else lives in the library; `main` must never grow
+//! logic beyond the fast paths git needs (askpass, `credential get`).
 
 use clap::Parser as _;
 

@@ -1,6 +1,6 @@
 //! Requests to the Bitbucket REST API and the OAuth token endpoint, and the
-//! parsing of their bodies. No interpretation here: `preflight` decides what a
-//! reply means.
+//! parsing of their bodies. No interpretation here: `diagnosis` decides what a
+//! reply means. It never follows a redirect and never logs a header or body.
 
 use serde::Deserialize;
 

@@ -1,6 +1,7 @@
 //! The URLs bbinject talks to, checked once: `https`, or plain `http` only for
 //! a loopback host (tests and local mirrors), because git and HTTP clients send
-//! Basic credentials over plain `http` without complaint.
+//! Basic credentials over plain `http` without complaint. It must never accept
+//! a URL with userinfo: credentials only come from the sources.
 
 use std::net::IpAddr;
 

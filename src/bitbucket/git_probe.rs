@@ -1,7 +1,8 @@
 //! The git probe: the first request git itself makes for a clone or a push,
 //! `GET {git-url}/{workspace}/{slug}.git/info/refs?service=…`, with the
 //! username and password git will be given. It catches what the REST API
-//! cannot: the email used as git username, a missing repository scope.
+//! cannot: the email used as git username, a missing repository scope. It
+//! never fetches more than the advertisement and never logs what it sent.
 
 use super::api::Auth;
 use super::endpoint::Endpoint;

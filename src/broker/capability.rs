@@ -1,6 +1,7 @@
 //! The capability: 256 random bits, hex-encoded, that a front door must
 //! present. It lives in the child's environment and dies with the broker, so
-//! a replay after `exec` ends reaches no one.
+//! a replay after `exec` ends reaches no one. It is never written to a file,
+//! argv or a log, and is compared only in constant time.
 
 use rand::TryRngCore as _;
 

@@ -4,7 +4,9 @@
 //! default), so `bitbucket.org.evil.com`, `evilbitbucket.org` and
 //! `bitbucket.org:8443` do not match `bitbucket.org`. The scheme must be the
 //! one the origin was allowed with: `https`, or `http` only for a loopback
-//! host named explicitly (`--git-url http://127.0.0.1:8080`).
+//! host named explicitly (`--git-url http://127.0.0.1:8080`). Pure decisions:
+//! it never touches a secret or a socket, and a refusal ([`Refusal`]) never
+//! names a value, only hosts, paths and usernames.
 
 use crate::bitbucket::{Endpoint, EndpointError};
 use crate::credential::{RepoRef, Scope};

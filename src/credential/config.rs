@@ -4,7 +4,8 @@
 //! Parsed with serde-saphyr with unknown keys denied, strict booleans and error
 //! snippets **off**: a snippet prints neighbouring lines, which may hold a
 //! secret. Parser messages are also stripped of quoted values before they are
-//! shown, since a type error quotes the offending scalar.
+//! shown, since a type error quotes the offending scalar. An error must never
+//! quote a value: it names the file, the credential and the key.
 
 use std::path::Path;
 

@@ -1,4 +1,6 @@
-//! `workspace/slug` repository references, parsed once from user input.
+//! `workspace/slug` repository references, parsed once from user input, and
+//! the one definition of the characters Bitbucket allows in them. It never
+//! touches the network or a secret.
 
 use std::fmt;
 
