@@ -90,3 +90,16 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Credential { .. } => Ok(Exit::Success),
     }
 }
+
+/// Helpers shared by unit tests across modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A Bitbucket response body from `tests/fixtures/bitbucket/`.
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/bitbucket/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+}

@@ -175,13 +175,7 @@ pub fn scopes(reply: &Reply) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/bitbucket/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::testing::fixture;
 
     #[test]
     fn error_bodies_from_real_bitbucket_parse() {

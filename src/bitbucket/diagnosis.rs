@@ -454,13 +454,7 @@ mod tests {
     use crate::credential::Material;
     use crate::secret::Secret;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/bitbucket/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::testing::fixture;
 
     fn credential(kind: Kind) -> Credential {
         let secret = || Secret::new("FAKEFAKE-token-000000000000".into());

@@ -279,8 +279,6 @@ fn prefix_warnings(kind: Kind, secret: &Secret, source: &str) -> Vec<Warning> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::ffi::OsString;
     use std::path::Path;
 
     use super::*;
@@ -288,21 +286,7 @@ mod tests {
 
     const FAKE_TOKEN: &str = "ATATT3xFAKEFAKEFAKEFAKEFAKE0000";
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, OsString> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect()
-    }
-
-    fn resolve(pairs: &[(&str, &str)]) -> Result<Credential, ResolveError> {
-        let env = env(pairs);
-        from_variables(&Reader::new(&env, None))
-    }
-
-    fn assert_no_secret(text: &str) {
-        assert!(!text.contains("FAKEFAKE"), "secret leaked into: {text}");
-    }
+    use crate::credential::testing::{assert_no_secret, env, resolve};
 
     #[test]
     fn api_token_from_the_environment() {

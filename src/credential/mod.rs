@@ -496,6 +496,35 @@ impl Resolver<'_> {
     }
 }
 
+/// Helpers for the unit tests of the credential modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    use super::source::Reader;
+    use super::{Credential, ResolveError};
+
+    /// An environment holding exactly `pairs`.
+    pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, OsString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect()
+    }
+
+    /// The credential the `BITBUCKET_*` variables in `pairs` describe.
+    pub fn resolve(pairs: &[(&str, &str)]) -> Result<Credential, ResolveError> {
+        let env = env(pairs);
+        super::build::from_variables(&Reader::new(&env, None))
+    }
+
+    /// The test secrets all hold `FAKEFAKE`; a message must not.
+    pub fn assert_no_secret(text: &str) {
+        assert!(!text.contains("FAKEFAKE"), "secret leaked into: {text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -472,31 +472,16 @@ fn io_reason(e: &std::io::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
     use crate::credential::build::{ACCESS_TOKEN, API_TOKEN, from_variables};
-    use crate::credential::{Credential, Kind, ResolveError};
+    use crate::credential::{Kind, ResolveError};
 
     const FAKE_TOKEN: &str = "ATATT3xFAKEFAKEFAKEFAKEFAKE0000";
 
     type Expect = fn(&SourceError) -> bool;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, OsString> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect()
-    }
-
-    fn resolve(pairs: &[(&str, &str)]) -> Result<Credential, ResolveError> {
-        let env = env(pairs);
-        from_variables(&Reader::new(&env, None))
-    }
-
-    fn assert_no_secret(text: &str) {
-        assert!(!text.contains("FAKEFAKE"), "secret leaked into: {text}");
-    }
+    use crate::credential::testing::{assert_no_secret, env, resolve};
 
     #[test]
     fn trailing_newlines_are_stripped_once() {
