@@ -942,35 +942,6 @@ fn as_pid_1_it_reaps_orphans() {
 }
 
 #[test]
-fn the_helper_run_by_hand_outside_exec_says_no_broker_is_running() {
-    let bb = Bb::new().args(["credential", "get"]);
-    let mut cmd = bb.command();
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"protocol=https\nhost=bitbucket.org\n\n")
-        .expect("write");
-    let run = Run::from(child.wait_with_output().expect("wait"));
-    assert_eq!(run.code(), 0, "{}", run.describe());
-    // git's protocol on stdout stays untouched; the person reads stderr.
-    assert!(run.stdout.is_empty(), "{}", run.describe());
-    assert!(
-        run.stderr.contains("no bbinject broker is running here")
-            && run
-                .stderr
-                .contains("hint: run the git command inside `bbinject exec"),
-        "{}",
-        run.describe()
-    );
-}
-
-#[test]
 fn without_a_repo_exec_says_once_at_info_level_what_would_prove_the_credential() {
     let base = || {
         Bb::new()
