@@ -195,6 +195,10 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with_all = ["repos", "no_preflight", "max_uses", "hosts"])]
     pub revoke: bool,
 
+    /// As for `exec`: route SSH-style URLs of the allowed hosts over HTTPS.
+    #[arg(long, env = "BBINJECT_REWRITE_SSH")]
+    pub rewrite_ssh: bool,
+
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
@@ -247,6 +251,12 @@ pub struct ExecArgs {
     /// Leave the variables that held the secret in CMD's environment.
     #[arg(long)]
     pub keep_env: bool,
+
+    /// Send SSH-style URLs of the allowed hosts (`git@bitbucket.org:ws/r.git`,
+    /// `ssh://git@bitbucket.org/ws/r.git`, e.g. in .gitmodules) over HTTPS
+    /// through the broker, by environment-only `url.<https>.insteadOf` rules.
+    #[arg(long, env = "BBINJECT_REWRITE_SSH")]
+    pub rewrite_ssh: bool,
 
     /// Pass CMD's output through untouched instead of masking secrets in it
     /// (CMD then writes to bbinject's stdout and stderr directly, so it sees a

@@ -47,7 +47,11 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
         &child_env::helper_command(&exe),
+        child_env::ChildOptions {
+            rewrite_ssh: args.rewrite_ssh || set.defaults.rewrite_ssh,
+        },
     )?;
+    let child_defaults = child_env::defaults_for_child(env);
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
@@ -103,6 +107,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         .env("GIT_TERMINAL_PROMPT", "0")
         .env(ENV_SOCKET, dir.socket())
         .env(ENV_CAPABILITY, &child_capability)
+        .envs(child_defaults)
         .envs(git_config);
     drop(child_capability);
     if patterns.is_some() {

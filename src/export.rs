@@ -55,6 +55,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         allow,
         ..
     } = crate::settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
+    let rewrite_ssh_default = set.defaults.rewrite_ssh;
 
     let bearers = match crate::settings::preflight_and_tokens(
         &set,
@@ -109,6 +110,9 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
         &crate::broker::child_env::helper_command(&exe),
+        crate::broker::child_env::ChildOptions {
+            rewrite_ssh: args.rewrite_ssh || rewrite_ssh_default,
+        },
     )?;
     let mut vars: Vec<(String, String)> = vec![
         (
@@ -122,6 +126,11 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         (ENV_CAPABILITY.into(), capability.expose().to_owned()),
         ("GIT_TERMINAL_PROMPT".into(), "0".into()),
     ];
+    vars.extend(
+        crate::broker::child_env::defaults_for_child(env)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     vars.extend(git_config);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(render(args.format, &vars).as_bytes());

@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 
 use super::policy::Origin;
 
+/// What else the child's git config gets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChildOptions {
+    /// Route `git@host:` and `ssh://git@host/` URLs of allowed hosts over HTTPS.
+    pub rewrite_ssh: bool,
+}
+
+/// Variables set for the child unless the caller set them: Cargo's default
+/// git backend (libgit2) ignores `GIT_CONFIG_*` and so never reaches our
+/// helper; with this, Cargo runs the git CLI, which does.
+pub fn defaults_for_child(
+    env: &dyn crate::credential::Environment,
+) -> Vec<(&'static str, &'static str)> {
+    [("CARGO_NET_GIT_FETCH_WITH_CLI", "true")]
+        .into_iter()
+        .filter(|(name, _)| env.var_os(name).is_none())
+        .collect()
+}
+
 /// `GIT_CONFIG_COUNT` in the caller's environment is not a number.
 #[derive(Debug, thiserror::Error)]
 #[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
@@ -34,6 +53,7 @@ pub fn git_config_entries(
     existing_count: Option<&std::ffi::OsStr>,
     origins: &[Origin],
     helper: &str,
+    options: ChildOptions,
 ) -> Result<Vec<(String, String)>, GitConfigCountError> {
     let start: usize = match existing_count {
         None => 0,
@@ -48,6 +68,17 @@ pub fn git_config_entries(
         entries.push((format!("{scope}.helper"), String::new()));
         entries.push((format!("{scope}.helper"), helper.to_owned()));
         entries.push((format!("{scope}.useHttpPath"), "true".into()));
+        // git-lfs sends credentials only after a 401; Bitbucket answers an
+        // anonymous LFS batch with 403, so ask for them on the first request.
+        entries.push((format!("lfs.{}/.access", origin.url()), "basic".into()));
+        if options.rewrite_ssh {
+            // SSH-style submodule URLs go to the same host over HTTPS, through
+            // the broker; insteadOf applies to pushes too.
+            let base = format!("url.{}/.insteadOf", origin.url());
+            let host = origin.hostname();
+            entries.push((base.clone(), format!("git@{host}:")));
+            entries.push((base, format!("ssh://git@{host}/")));
+        }
     }
     entries.push(("transfer.credentialsInUrl".into(), "die".into()));
     let mut vars = Vec::with_capacity(entries.len() * 2 + 1);
@@ -81,6 +112,7 @@ mod tests {
             Some(std::ffi::OsStr::new("2")),
             &origins(&["https://bitbucket.org"]),
             "!'/usr/bin/bbinject' credential",
+            ChildOptions::default(),
         )
         .expect("entries");
         let get = |k: &str| {
@@ -106,14 +138,79 @@ mod tests {
             get("GIT_CONFIG_KEY_4"),
             Some("credential.https://bitbucket.org.useHttpPath")
         );
-        assert_eq!(get("GIT_CONFIG_KEY_5"), Some("transfer.credentialsInUrl"));
-        assert_eq!(get("GIT_CONFIG_COUNT"), Some("6"));
+        assert_eq!(
+            get("GIT_CONFIG_KEY_5"),
+            Some("lfs.https://bitbucket.org/.access")
+        );
+        assert_eq!(get("GIT_CONFIG_VALUE_5"), Some("basic"));
+        assert_eq!(get("GIT_CONFIG_KEY_6"), Some("transfer.credentialsInUrl"));
+        assert_eq!(get("GIT_CONFIG_COUNT"), Some("7"));
+    }
+
+    #[test]
+    fn ssh_urls_of_allowed_hosts_are_rewritten_only_when_asked() {
+        let vars = git_config_entries(
+            None,
+            &origins(&["https://bitbucket.org", "http://127.0.0.1:8080"]),
+            "x",
+            ChildOptions { rewrite_ssh: true },
+        )
+        .expect("entries");
+        let pairs: Vec<(String, String)> = vars
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].1.clone(), c[1].1.clone()))
+            .collect();
+        for (key, value) in [
+            ("url.https://bitbucket.org/.insteadOf", "git@bitbucket.org:"),
+            (
+                "url.https://bitbucket.org/.insteadOf",
+                "ssh://git@bitbucket.org/",
+            ),
+            ("url.http://127.0.0.1:8080/.insteadOf", "git@127.0.0.1:"),
+            (
+                "url.http://127.0.0.1:8080/.insteadOf",
+                "ssh://git@127.0.0.1/",
+            ),
+        ] {
+            assert!(
+                pairs.contains(&(key.to_owned(), value.to_owned())),
+                "{key} = {value} missing from {pairs:?}"
+            );
+        }
+        let plain = git_config_entries(
+            None,
+            &origins(&["https://bitbucket.org"]),
+            "x",
+            ChildOptions::default(),
+        )
+        .expect("entries");
+        assert!(!plain.iter().any(|(_, v)| v.contains("insteadOf")));
+    }
+
+    #[test]
+    fn cargo_uses_the_git_cli_unless_the_caller_said_otherwise() {
+        let unset: std::collections::HashMap<String, std::ffi::OsString> = Default::default();
+        assert_eq!(
+            defaults_for_child(&unset),
+            [("CARGO_NET_GIT_FETCH_WITH_CLI", "true")]
+        );
+        let set: std::collections::HashMap<String, std::ffi::OsString> =
+            [("CARGO_NET_GIT_FETCH_WITH_CLI".to_owned(), "false".into())]
+                .into_iter()
+                .collect();
+        assert!(defaults_for_child(&set).is_empty());
     }
 
     #[test]
     fn a_broken_git_config_count_is_an_error() {
-        let err =
-            git_config_entries(Some(std::ffi::OsStr::new("two")), &[], "x").expect_err("bad count");
+        let err = git_config_entries(
+            Some(std::ffi::OsStr::new("two")),
+            &[],
+            "x",
+            ChildOptions::default(),
+        )
+        .expect_err("bad count");
         assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
     }
 

@@ -89,6 +89,14 @@ impl Origin {
         }
     }
 
+    /// The host without its port (`[::1]` for IPv6): what an SSH URL names.
+    pub fn hostname(&self) -> &str {
+        match self.host.rfind(':') {
+            Some(at) if !self.host[at..].contains(']') => &self.host[..at],
+            _ => &self.host,
+        }
+    }
+
     /// `https://bitbucket.org`, the key of git's URL-scoped config.
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.host)

@@ -30,6 +30,9 @@ pub struct ConfigDefaults {
     /// Extra git hosts the broker may answer for.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Route SSH-style URLs of the allowed hosts over HTTPS (`--rewrite-ssh`).
+    #[serde(default)]
+    pub rewrite_ssh: bool,
 }
 
 #[derive(Deserialize)]
