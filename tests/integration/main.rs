@@ -10,6 +10,7 @@ mod ci_examples;
 mod exec;
 mod export;
 mod messages;
+mod package_managers;
 mod redact;
 mod release;
 mod scrub;
