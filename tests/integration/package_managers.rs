@@ -351,3 +351,101 @@ fn go_downloads_a_private_module() {
         .status();
     w.assert_clean(&run);
 }
+
+/// A pointer file for `content`, and the object's id, as git-lfs writes them.
+fn lfs_pointer(content: &[u8]) -> (String, String) {
+    use sha2::Digest as _;
+    let oid = format!("{:x}", sha2::Sha256::digest(content));
+    let pointer = format!(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n",
+        content.len()
+    );
+    (oid, pointer)
+}
+
+#[test]
+fn git_lfs_clones_and_pushes_whether_anonymous_requests_get_403_or_401() {
+    assert!(
+        tool("git-lfs"),
+        "git-lfs is installed (CI: apt-get install git-lfs)"
+    );
+    for anonymous in [403, 401] {
+        let content = b"large binary content\n";
+        let (oid, pointer) = lfs_pointer(content);
+        let root = tempfile::tempdir().expect("tempdir");
+        create_repo(
+            root.path(),
+            "acme/assets",
+            &[
+                (
+                    ".gitattributes",
+                    b"*.bin filter=lfs diff=lfs merge=lfs -text\n",
+                ),
+                ("model.bin", pointer.as_bytes()),
+            ],
+        );
+        std::fs::create_dir_all(root.path().join("lfs-objects")).expect("mkdir");
+        std::fs::write(root.path().join("lfs-objects").join(&oid), content).expect("object");
+        let server = GitServer::builder(root.path())
+            .user(TOKEN_USER, FAKE_ACCESS_TOKEN)
+            .lfs(anonymous)
+            .start();
+        let w = World {
+            _root: root,
+            server,
+            bb: Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
+        };
+        std::fs::write(
+            w.bb.home().join(".gitconfig"),
+            "[credential]\n\thelper = store\n[user]\n\tname = CI\n\temail = ci@example.invalid\n\
+             [filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n\tsmudge = git-lfs smudge -- %f\n\
+             \tprocess = git-lfs filter-process\n\trequired = true\n",
+        )
+        .expect("gitconfig");
+        let cwd = w.dir("work");
+        if anonymous == 403 {
+            // Control: without `lfs.<origin>.access=basic` (overridden here on
+            // git's command line), git-lfs tries anonymously first, gets 403,
+            // and never asks for credentials: what exec fixes.
+            let script = format!(
+                "git -c lfs.{url}/.access=none clone -q {url}/acme/assets.git control 2>&1; echo exit=$?",
+                url = w.server.url()
+            );
+            let run = w.exec(&[], &cwd, &[], &script);
+            assert!(!run.stdout.contains("exit=0"), "{}", run.describe());
+            assert!(
+                run.stdout.contains("Authorization error"),
+                "{}",
+                run.describe()
+            );
+            w.assert_clean(&run);
+        }
+        let script = format!(
+            "git clone -q {}/acme/assets.git assets 2>&1 && cat assets/model.bin",
+            w.server.url()
+        );
+        let run = w.exec(&[], &cwd, &[], &script);
+        assert_eq!(run.code(), 0, "anonymous {anonymous}: {}", run.describe());
+        assert!(
+            run.stdout.contains("large binary content"),
+            "anonymous {anonymous}: the pointer was not smudged:\n{}",
+            run.describe()
+        );
+        // Push a new object: the pre-push hook uploads it through the batch API.
+        let push = "cd assets && git lfs install --local >/dev/null && \
+                    printf 'another large file\\n' > second.bin && git add second.bin && \
+                    git commit -qm second && git push -q origin HEAD:main 2>&1 && echo pushed";
+        let run = w.exec(&[], &cwd, &[], push);
+        assert!(
+            run.stdout.contains("pushed"),
+            "anonymous {anonymous}: {}",
+            run.describe()
+        );
+        let (second, _) = lfs_pointer(b"another large file\n");
+        assert!(
+            w._root.path().join("lfs-objects").join(second).exists(),
+            "anonymous {anonymous}: the object was not uploaded"
+        );
+        w.assert_clean(&run);
+    }
+}

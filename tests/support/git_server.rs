@@ -40,6 +40,9 @@ struct Config {
     public: HashSet<String>,
     /// Answer for bad credentials (default: 401 with a short text body).
     rejection: Option<Rejection>,
+    /// The Git LFS batch API: `Some(status)` serves it, answering anonymous
+    /// requests with `status` (Bitbucket answers 403; most servers 401).
+    lfs_anonymous: Option<u16>,
 }
 
 pub struct GitServerBuilder {
@@ -67,6 +70,13 @@ impl GitServerBuilder {
             status,
             body: body.into(),
         });
+        self
+    }
+
+    /// Serve a Git LFS batch API (objects under `root/lfs-objects/<oid>`),
+    /// answering anonymous requests with `status`.
+    pub fn lfs(mut self, anonymous_status: u16) -> Self {
+        self.config.lfs_anonymous = Some(anonymous_status);
         self
     }
 
@@ -218,6 +228,11 @@ async fn handle(
         }
         None => None,
     };
+    if let Some(anonymous) = config.lfs_anonymous
+        && path.contains("/info/lfs/")
+    {
+        return Ok(lfs(req, &config, user.is_some(), anonymous, &repo).await);
+    }
     match &user {
         None if write || !config.public.contains(&repo) => {
             let mut response = text(StatusCode::UNAUTHORIZED, "Authentication required");
@@ -299,6 +314,93 @@ async fn handle(
     };
     let _ = writer.await;
     Ok(cgi_response(&output.stdout))
+}
+
+/// A small Git LFS server: the batch API (download and upload, `basic`
+/// transfer) and the object URLs it hands out, under the same Basic auth.
+async fn lfs(
+    req: Request<Incoming>,
+    config: &Config,
+    authenticated: bool,
+    anonymous_status: u16,
+    repo: &str,
+) -> Response<Full<Bytes>> {
+    if !authenticated {
+        let mut response = text(
+            StatusCode::from_u16(anonymous_status).unwrap_or(StatusCode::FORBIDDEN),
+            "{\"message\":\"Access denied\"}",
+        );
+        if anonymous_status == 401 {
+            response.headers_mut().insert(
+                "www-authenticate",
+                "Basic realm=\"test git\"".parse().expect("header"),
+            );
+        }
+        return response;
+    }
+    let store = config.root.join("lfs-objects");
+    let _ = std::fs::create_dir_all(&store);
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return text(StatusCode::BAD_REQUEST, "bad body");
+    };
+    if path.ends_with("/info/lfs/objects/batch") && method == hyper::Method::POST {
+        let Ok(batch) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return text(StatusCode::UNPROCESSABLE_ENTITY, "bad batch");
+        };
+        let upload = batch["operation"] == "upload";
+        let objects: Vec<serde_json::Value> = batch["objects"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| {
+                let oid = o["oid"].as_str().unwrap_or_default().to_owned();
+                let href = format!("http://{host}/{repo}.git/info/lfs/objects/{oid}");
+                let exists = !oid.is_empty()
+                    && oid.chars().all(|c| c.is_ascii_hexdigit())
+                    && store.join(&oid).exists();
+                match (upload, exists) {
+                    (true, true) => serde_json::json!({"oid": oid, "size": o["size"]}),
+                    (true, false) => serde_json::json!({"oid": oid, "size": o["size"],
+                        "actions": {"upload": {"href": href}}}),
+                    (false, true) => serde_json::json!({"oid": oid, "size": o["size"],
+                        "actions": {"download": {"href": href}}}),
+                    (false, false) => serde_json::json!({"oid": oid, "size": o["size"],
+                        "error": {"code": 404, "message": "Object does not exist"}}),
+                }
+            })
+            .collect();
+        let reply = serde_json::json!({"transfer": "basic", "objects": objects});
+        let mut response = text(StatusCode::OK, &reply.to_string());
+        response.headers_mut().insert(
+            "content-type",
+            "application/vnd.git-lfs+json".parse().expect("header"),
+        );
+        return response;
+    }
+    let oid = path.rsplit('/').next().unwrap_or_default().to_owned();
+    if oid.is_empty() || !oid.chars().all(|c| c.is_ascii_hexdigit()) {
+        return text(StatusCode::NOT_FOUND, "no such object");
+    }
+    match method {
+        hyper::Method::PUT => {
+            let _ = std::fs::write(store.join(&oid), &body);
+            text(StatusCode::OK, "")
+        }
+        hyper::Method::GET => match std::fs::read(store.join(&oid)) {
+            Ok(data) => Response::new(Full::new(Bytes::from(data))),
+            Err(_) => text(StatusCode::NOT_FOUND, "no such object"),
+        },
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method"),
+    }
 }
 
 /// Turns CGI output (headers, blank line, body) into a response.
