@@ -9,6 +9,7 @@
 use std::io::Write as _;
 
 use crate::bitbucket::{Preflight, Problem, Report};
+use crate::broker::policy::{AllowList, Origin};
 use crate::cli::{CheckArgs, Format};
 use crate::credential::Environment;
 use crate::error::{self, Error, Exit};
@@ -19,10 +20,18 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
         let set = resolve(&args.probe, env)?;
         let settings = Settings::new(&args.probe, &set)?;
         let repos = repositories(&args.repos, env)?;
-        let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
-        Ok::<_, Error>((set, repos, preflight))
+        let mut hosts = vec![Origin::from_endpoint(&settings.endpoints.git)];
+        for host in &set.defaults.hosts {
+            let mut allow = AllowList::default();
+            allow.add(host)?;
+            hosts.extend(allow.origins().iter().cloned());
+        }
+        let rewrite_ssh = set.defaults.rewrite_ssh || flag_set(env, "BBINJECT_REWRITE_SSH");
+        let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?
+            .with_lfs(settings.lfs);
+        Ok::<_, Error>((set, repos, preflight, hosts, rewrite_ssh))
     })();
-    let (set, repos, preflight) = match prepared {
+    let (set, repos, preflight, hosts, rewrite_ssh) = match prepared {
         Ok(p) => p,
         Err(e) => {
             error::print(&e);
@@ -39,12 +48,75 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
     crate::redact::set_global(
         crate::redact::Patterns::for_run(&set, &[], &crate::settings::proxy_secrets(env)).0,
     );
-    let report = preflight.run(&set, &repos).await;
+    let mut report = preflight.run(&set, &repos).await;
+    if !rewrite_ssh && let Ok(gitmodules) = std::fs::read_to_string(".gitmodules") {
+        for (submodule, url) in ssh_submodules(&gitmodules, &hosts) {
+            report.push(Problem::warning(
+                crate::codes::ProblemCode::SshSubmoduleUrl,
+                format!(
+                    "submodule {submodule} in .gitmodules uses the SSH URL {url}: git will use \
+                     ssh for it, not the credential"
+                ),
+                "run the build with `bbinject exec --rewrite-ssh` (or BBINJECT_REWRITE_SSH=1), \
+                 which sends it over HTTPS through the broker",
+            ));
+        }
+    }
     match args.format {
         Format::Text => print_stdout(&report.render_text()),
         Format::Json => print_stdout(&report.to_json()),
     }
     report.exit()
+}
+
+/// Whether a boolean environment variable is set to a true value.
+fn flag_set(env: &dyn Environment, name: &str) -> bool {
+    env.var_os(name).is_some_and(|v| {
+        !matches!(
+            v.to_string_lossy().to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    })
+}
+
+/// `(submodule, url)` for each `.gitmodules` URL that is SSH-style
+/// (`git@host:` or `ssh://git@host/`) for one of `hosts`.
+fn ssh_submodules(gitmodules: &str, hosts: &[Origin]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut current = String::new();
+    for line in gitmodules.lines() {
+        let line = line.trim();
+        if let Some(name) = line
+            .strip_prefix("[submodule \"")
+            .and_then(|rest| rest.strip_suffix("\"]"))
+        {
+            current = name.to_owned();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.trim().eq_ignore_ascii_case("url") {
+            continue;
+        }
+        let url = value.trim().trim_matches('"');
+        let ssh_host = url
+            .strip_prefix("ssh://git@")
+            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
+            .or_else(|| {
+                url.strip_prefix("git@")
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(host, _)| host)
+            });
+        if let Some(host) = ssh_host
+            && hosts
+                .iter()
+                .any(|o| o.hostname().eq_ignore_ascii_case(host))
+        {
+            found.push((current.clone(), url.to_owned()));
+        }
+    }
+    found
 }
 
 /// A closed stdout (`bbinject check | head -1`) is not an error of ours.
@@ -55,4 +127,35 @@ fn print_stdout(text: &str) {
         let _ = out.write_all(b"\n");
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_submodule_urls_of_allowed_hosts_are_found() {
+        let hosts = [Origin {
+            scheme: "https".into(),
+            host: "bitbucket.org".into(),
+        }];
+        let gitmodules = "[submodule \"lib\"]\n\tpath = lib\n\turl = git@bitbucket.org:acme/lib.git\n\
+                          [submodule \"tools\"]\n\turl = ssh://git@bitbucket.org/acme/tools.git\n\
+                          [submodule \"web\"]\n\turl = https://bitbucket.org/acme/web.git\n\
+                          [submodule \"other\"]\n\turl = git@github.com:acme/other.git\n";
+        let found = ssh_submodules(gitmodules, &hosts);
+        assert_eq!(
+            found,
+            [
+                (
+                    "lib".to_owned(),
+                    "git@bitbucket.org:acme/lib.git".to_owned()
+                ),
+                (
+                    "tools".to_owned(),
+                    "ssh://git@bitbucket.org/acme/tools.git".to_owned()
+                ),
+            ]
+        );
+    }
 }

@@ -324,8 +324,15 @@ pub struct ProbeArgs {
     pub secrets_dir: Option<PathBuf>,
 
     /// What the build needs: `read` (clone, fetch) or `write` (push too) [default: read].
+    /// It drives the preflight only: git's credential requests do not say
+    /// whether they are for a fetch or a push.
     #[arg(long, value_enum)]
     pub need: Option<Need>,
+
+    /// Also probe Git LFS for each repository (an empty download batch,
+    /// POST WORKSPACE/SLUG.git/info/lfs/objects/batch).
+    #[arg(long)]
+    pub lfs: bool,
 
     /// Bitbucket REST API base URL [default: https://api.bitbucket.org/2.0].
     #[arg(long, value_name = "URL")]

@@ -70,6 +70,7 @@ pub enum ProblemCode {
     AuthMechanismNotAllowed,
     RepositoryNotFound,
     WriteNotAllowed,
+    LfsUnavailable,
     Forbidden,
     RateLimited,
     BitbucketUnavailable,
@@ -89,11 +90,12 @@ pub enum ProblemCode {
     SecretFilePermissions,
     AppPasswordDeprecated,
     UsernameIgnored,
+    SshSubmoduleUrl,
 }
 
 impl ProblemCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ProblemCode; 32] = [
+    pub const ALL: [ProblemCode; 34] = [
         ProblemCode::Configuration,
         ProblemCode::NoCredentialForRepository,
         ProblemCode::AppPasswordRemoved,
@@ -107,6 +109,7 @@ impl ProblemCode {
         ProblemCode::AuthMechanismNotAllowed,
         ProblemCode::RepositoryNotFound,
         ProblemCode::WriteNotAllowed,
+        ProblemCode::LfsUnavailable,
         ProblemCode::Forbidden,
         ProblemCode::RateLimited,
         ProblemCode::BitbucketUnavailable,
@@ -126,6 +129,7 @@ impl ProblemCode {
         ProblemCode::SecretFilePermissions,
         ProblemCode::AppPasswordDeprecated,
         ProblemCode::UsernameIgnored,
+        ProblemCode::SshSubmoduleUrl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +147,7 @@ impl ProblemCode {
             ProblemCode::AuthMechanismNotAllowed => "auth-mechanism-not-allowed",
             ProblemCode::RepositoryNotFound => "repository-not-found",
             ProblemCode::WriteNotAllowed => "write-not-allowed",
+            ProblemCode::LfsUnavailable => "lfs-unavailable",
             ProblemCode::Forbidden => "forbidden",
             ProblemCode::RateLimited => "rate-limited",
             ProblemCode::BitbucketUnavailable => "bitbucket-unavailable",
@@ -162,6 +167,7 @@ impl ProblemCode {
             ProblemCode::SecretFilePermissions => "secret-file-permissions",
             ProblemCode::AppPasswordDeprecated => "app-password-deprecated",
             ProblemCode::UsernameIgnored => "username-ignored",
+            ProblemCode::SshSubmoduleUrl => "ssh-submodule-url",
         }
     }
 
@@ -182,6 +188,7 @@ impl ProblemCode {
             ProblemCode::AuthMechanismNotAllowed => Some(Exit::NotAllowed),
             ProblemCode::RepositoryNotFound => Some(Exit::NotAllowed),
             ProblemCode::WriteNotAllowed => Some(Exit::NotAllowed),
+            ProblemCode::LfsUnavailable => Some(Exit::NotAllowed),
             ProblemCode::Forbidden => Some(Exit::NotAllowed),
             ProblemCode::RateLimited => Some(Exit::Unreachable),
             ProblemCode::BitbucketUnavailable => Some(Exit::Unreachable),
@@ -201,6 +208,7 @@ impl ProblemCode {
             ProblemCode::SecretFilePermissions => None,
             ProblemCode::AppPasswordDeprecated => None,
             ProblemCode::UsernameIgnored => None,
+            ProblemCode::SshSubmoduleUrl => None,
         }
     }
 

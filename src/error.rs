@@ -132,6 +132,12 @@ pub fn print_error(message: &str, hint: Option<&str>) {
     }
 }
 
+/// Prints a warning and its hint.
+pub fn print_warning(message: &str, hint: &str) {
+    crate::redact::eprint_line(&format!("bbinject: warning: {message}"));
+    crate::redact::eprint_line(&format!("hint: {hint}"));
+}
+
 /// Prints something the user should know that is not an error.
 pub fn print_note(message: &str) {
     crate::redact::eprint_line(&format!("bbinject: note: {message}"));

@@ -26,6 +26,35 @@ use crate::error::{Error, Exit};
 use crate::redact::{self, Patterns, Redactor, eprint_line};
 use crate::settings::{self, Prepared};
 
+/// Why git's traces could carry the credential where we cannot mask it:
+/// `GIT_TRACE_REDACT=0` with `--no-redact`, or with a trace written to a file.
+fn unmaskable_trace(env: &dyn Environment, no_redact: bool) -> Option<String> {
+    let redact_off = env
+        .var_os("GIT_TRACE_REDACT")
+        .is_some_and(|v| matches!(v.to_str(), Some("0" | "false" | "no" | "off")));
+    if !redact_off {
+        return None;
+    }
+    if no_redact {
+        return Some("--no-redact lets them into the log".into());
+    }
+    // A value starting with `/` is a file git appends to (0, 1, 2, true: stderr).
+    [
+        "GIT_TRACE",
+        "GIT_TRACE_CURL",
+        "GIT_TRACE_PACKET",
+        "GIT_TRACE2",
+        "GIT_TRACE2_EVENT",
+        "GIT_TRACE2_PERF",
+    ]
+    .iter()
+    .find(|name| {
+        env.var_os(name)
+            .is_some_and(|v| v.to_string_lossy().starts_with('/'))
+    })
+    .map(|name| format!("{name} writes them to a file bbinject cannot mask"))
+}
+
 /// How long the output pumps may go on after the child exits (a background
 /// process it left behind may keep the pipes open).
 const PUMP_GRACE: Duration = Duration::from_secs(5);
@@ -72,6 +101,12 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         ));
     }
     let patterns = patterns.filter(|_| !args.no_redact);
+    if let Some(reason) = unmaskable_trace(env, args.no_redact) {
+        crate::error::print_warning(
+            &format!("GIT_TRACE_REDACT=0 makes git trace its Authorization headers, and {reason}"),
+            "unset GIT_TRACE_REDACT (git then redacts them itself), or trace to stderr without --no-redact",
+        );
+    }
 
     let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
     std::os::unix::fs::symlink(&exe, dir.askpass()).map_err(Error::RuntimeDir)?;
@@ -344,6 +379,48 @@ async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io:
             }
             // A safety net: SIGCHLD can coalesce.
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, OsString> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn a_trace_that_cannot_be_masked_is_named() {
+        let cases: [(&[(&str, &str)], bool, Option<&str>); 6] = [
+            (&[], true, None),
+            (&[("GIT_TRACE_CURL", "/tmp/t")], false, None),
+            (&[("GIT_TRACE_REDACT", "0")], false, None),
+            (&[("GIT_TRACE_REDACT", "0")], true, Some("--no-redact")),
+            (
+                &[("GIT_TRACE_REDACT", "0"), ("GIT_TRACE_CURL", "/tmp/t")],
+                false,
+                Some("GIT_TRACE_CURL"),
+            ),
+            (
+                &[("GIT_TRACE_REDACT", "0"), ("GIT_TRACE_CURL", "1")],
+                false,
+                None,
+            ),
+        ];
+        for (pairs, no_redact, expected) in cases {
+            let reason = unmaskable_trace(&env(pairs), no_redact);
+            match expected {
+                None => assert!(reason.is_none(), "{pairs:?}: {reason:?}"),
+                Some(word) => assert!(
+                    reason.as_deref().is_some_and(|r| r.contains(word)),
+                    "{pairs:?}: {reason:?}"
+                ),
+            }
         }
     }
 }

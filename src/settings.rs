@@ -20,6 +20,8 @@ pub struct Settings {
     pub endpoints: Endpoints,
     pub http: HttpSettings,
     pub need: Need,
+    /// Probe Git LFS too.
+    pub lfs: bool,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
             endpoints,
             http,
             need: args.need.or(defaults.need).unwrap_or_default(),
+            lfs: args.lfs || defaults.lfs,
         })
     }
 }
@@ -145,7 +148,8 @@ pub async fn preflight_and_tokens(
     if !needs_http {
         return Ok(Ok(set.credentials().map(|_| None).collect()));
     }
-    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?;
+    let preflight =
+        Preflight::new(settings.http, settings.endpoints, settings.need)?.with_lfs(settings.lfs);
     let mut known_tokens = Vec::new();
     if !skip {
         let (mut report, tokens) = preflight.run_keeping_tokens(set, repos).await;

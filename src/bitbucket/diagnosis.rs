@@ -114,6 +114,16 @@ pub(super) fn not_a_git_server(
     )
 }
 
+/// The LFS batch API answered 404 where git itself works.
+pub(super) fn lfs_unavailable(repo: &RepoRef) -> Problem {
+    Problem::error(
+        ProblemCode::LfsUnavailable,
+        format!("Git LFS is not available for {repo} (its batch API answered 404) while git is"),
+        "enable Git LFS in the repository settings (Repository settings > Git LFS), or drop --lfs \
+         if the build does not use it",
+    )
+}
+
 /// `git-receive-pack` refused (401/403) after `git-upload-pack` succeeded.
 pub(super) fn write_not_allowed(kind: Kind, repo: &RepoRef, status: u16) -> Problem {
     Problem::error(
@@ -140,6 +150,7 @@ pub(super) enum Probe {
     Identity,
     GitRead,
     GitWrite,
+    Lfs,
     Token,
 }
 
@@ -150,6 +161,7 @@ impl Probe {
             Probe::Identity => "the REST API (GET /user)",
             Probe::GitRead => "git (clone/fetch)",
             Probe::GitWrite => "git (push)",
+            Probe::Lfs => "Git LFS (batch API)",
             Probe::Token => "the OAuth token endpoint",
         }
     }
@@ -171,7 +183,7 @@ pub(super) fn status_problem(
         .map(|m| format!(": \"{}\"", (subject.mask)(m)))
         .unwrap_or_default();
     let where_ = repo.map(|r| format!(" for {r}")).unwrap_or_default();
-    let is_git = matches!(probe, Probe::GitRead | Probe::GitWrite);
+    let is_git = matches!(probe, Probe::GitRead | Probe::GitWrite | Probe::Lfs);
     let app_password_text =
         text.contains("CHANGE-3222") || text.to_ascii_lowercase().contains("app password");
     let problem = match reply.status {
@@ -681,6 +693,16 @@ mod tests {
                 write_not_allowed(ApiToken, &repo, 403),
                 ProblemCode::WriteNotAllowed,
             ),
+            (
+                "LFS not enabled",
+                lfs_unavailable(&repo),
+                ProblemCode::LfsUnavailable,
+            ),
+            (
+                "LFS 401",
+                status(AccessToken, Probe::Lfs, &reply(401, b"")),
+                ProblemCode::GitCredentialRejected,
+            ),
         ];
         let mut covered = HashSet::new();
         for (case, problem, expected) in &rows {
@@ -713,6 +735,7 @@ mod tests {
             ProblemCode::SecretFilePermissions,
             ProblemCode::AppPasswordDeprecated,
             ProblemCode::UsernameIgnored,
+            ProblemCode::SshSubmoduleUrl,
         ];
         for code in ProblemCode::ALL {
             assert!(

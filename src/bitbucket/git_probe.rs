@@ -51,6 +51,36 @@ pub async fn info_refs(
     .await
 }
 
+/// The Git LFS probe: an empty download batch,
+/// `POST {git-url}/{workspace}/{slug}.git/info/lfs/objects/batch`, with the
+/// credential git-lfs will be given (it asks git's helpers too).
+pub async fn lfs_batch(
+    settings: &HttpSettings,
+    client: &reqwest::Client,
+    git: &Endpoint,
+    repo: &RepoRef,
+    auth: &Auth<'_>,
+) -> Result<Reply, TransportError> {
+    let url = git.join(&format!(
+        "{}/{}.git/info/lfs/objects/batch",
+        repo.workspace, repo.slug
+    ));
+    http::send(settings, || {
+        auth.apply(
+            client
+                .post(&url)
+                .header("accept", "application/vnd.git-lfs+json")
+                .header("content-type", "application/vnd.git-lfs+json")
+                .header(
+                    "user-agent",
+                    concat!("git-lfs/3 (bbinject/", env!("CARGO_PKG_VERSION"), ")"),
+                )
+                .body(r#"{"operation":"download","transfers":["basic"],"objects":[]}"#),
+        )
+    })
+    .await
+}
+
 /// A smart-HTTP server answers with `application/x-git-<service>-advertisement`;
 /// anything else (an HTML login page) means the URL is not a git endpoint.
 pub fn is_advertisement(reply: &Reply, service: Service) -> bool {

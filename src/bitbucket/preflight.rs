@@ -20,6 +20,8 @@ pub struct Preflight {
     http: HttpSettings,
     endpoints: Endpoints,
     need: Need,
+    /// Also probe Git LFS for each repository.
+    lfs: bool,
 }
 
 /// One credential while it is being probed.
@@ -86,7 +88,14 @@ impl Preflight {
             http,
             endpoints,
             need,
+            lfs: false,
         })
+    }
+
+    /// Probes Git LFS too (`--lfs`): an empty download batch per repository.
+    pub fn with_lfs(mut self, lfs: bool) -> Self {
+        self.lfs = lfs;
+        self
     }
 
     /// Checks `repos` (or, with none, what can be checked of each credential).
@@ -158,6 +167,11 @@ impl Preflight {
                         api: Verdict::Unknown,
                         read: Verdict::Unknown,
                         write: if self.need == Need::Write {
+                            Verdict::Unknown
+                        } else {
+                            Verdict::NotChecked
+                        },
+                        lfs: if self.lfs {
                             Verdict::Unknown
                         } else {
                             Verdict::NotChecked
@@ -320,6 +334,7 @@ impl Preflight {
             api: Verdict::Skipped,
             read: Verdict::Unknown,
             write: Verdict::NotChecked,
+            lfs: Verdict::NotChecked,
         };
 
         // 1. The REST API.
@@ -382,6 +397,21 @@ impl Preflight {
             report,
             &mut result.read,
         );
+        if self.lfs {
+            result.lfs = if read_ok {
+                let reply = git_probe::lfs_batch(
+                    &self.http,
+                    &self.client,
+                    &self.endpoints.git,
+                    repo,
+                    &auth,
+                )
+                .await;
+                self.lfs_outcome(probing, repo, reply, report)
+            } else {
+                Verdict::Unknown
+            };
+        }
         if self.need == Need::Write {
             if read_ok {
                 let write = git_probe::info_refs(
@@ -463,6 +493,39 @@ impl Preflight {
                     report.push(probing.status_problem(&reply, probe, Some(repo)));
                 }
                 false
+            }
+        }
+    }
+
+    /// The LFS probe's verdict, with a problem reported when it is not ok.
+    fn lfs_outcome(
+        &self,
+        probing: &Probing<'_>,
+        repo: &RepoRef,
+        outcome: Result<Reply, TransportError>,
+        report: &mut Report,
+    ) -> Verdict {
+        match outcome {
+            Err(e) => {
+                report.push(
+                    diagnosis::transport_problem(&e, self.endpoints.git.host(), Probe::Lfs)
+                        .for_repository(repo)
+                        .for_credential(probing.name()),
+                );
+                Verdict::Unknown
+            }
+            Ok(reply) if reply.status == 200 => Verdict::Ok,
+            Ok(reply) if reply.status == 404 => {
+                report.push(
+                    diagnosis::lfs_unavailable(repo)
+                        .for_repository(repo)
+                        .for_credential(probing.name()),
+                );
+                Verdict::NotFound
+            }
+            Ok(reply) => {
+                report.push(probing.status_problem(&reply, Probe::Lfs, Some(repo)));
+                diagnosis::verdict(reply.status)
             }
         }
     }

@@ -102,6 +102,10 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    fn is_not_checked(&self) -> bool {
+        *self == Verdict::NotChecked
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -153,6 +157,9 @@ pub struct RepoResult {
     pub read: Verdict,
     /// The git probe for `git-receive-pack` (push); `not_checked` unless `--need write`.
     pub write: Verdict,
+    /// The Git LFS batch probe; only with `--lfs` (absent from JSON otherwise).
+    #[serde(skip_serializing_if = "Verdict::is_not_checked")]
+    pub lfs: Verdict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -246,9 +253,14 @@ impl Report {
                 Some(false) => ", public",
                 None => "",
             };
+            let lfs = if r.lfs.is_not_checked() {
+                String::new()
+            } else {
+                format!(", lfs {}", r.lfs.as_str())
+            };
             let _ = writeln!(
                 out,
-                "repository {}: read {}, write {} (api {}{visibility})",
+                "repository {}: read {}, write {}{lfs} (api {}{visibility})",
                 r.repository,
                 r.read.as_str(),
                 r.write.as_str(),

@@ -33,6 +33,9 @@ pub struct ConfigDefaults {
     /// Route SSH-style URLs of the allowed hosts over HTTPS (`--rewrite-ssh`).
     #[serde(default)]
     pub rewrite_ssh: bool,
+    /// Probe Git LFS too (`--lfs`).
+    #[serde(default)]
+    pub lfs: bool,
 }
 
 #[derive(Deserialize)]

@@ -1107,3 +1107,52 @@ fn a_network_error_is_one_clause_and_the_chain_is_at_verbose() {
         verbose.describe()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
+    let env = [("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)];
+    // A server with LFS (anonymous requests get 403, as on Bitbucket).
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN).lfs(403)).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert_eq!(
+        run.json()["repositories"][0]["lfs"],
+        "ok",
+        "{}",
+        run.describe()
+    );
+    // Without --lfs the field is absent: the JSON is as before.
+    let (_, run) = check(&w, &env, &["--repo", "acme/app"]);
+    assert!(
+        run.json()["repositories"][0].get("lfs").is_none(),
+        "{}",
+        run.describe()
+    );
+
+    // A server without LFS: git works, LFS answers 404.
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
+    assert_eq!(run.code(), 4, "{}", run.describe());
+    assert_eq!(run.json()["repositories"][0]["read"], "ok");
+    let problem = run.problem("lfs-unavailable");
+    assert!(
+        problem["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("Git LFS")),
+        "{problem}"
+    );
+}
