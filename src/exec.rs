@@ -394,9 +394,12 @@ mod tests {
             .collect()
     }
 
+    /// Environment, `--no-redact`, and a word the reason must hold (if any).
+    type TraceCase<'a> = (&'a [(&'a str, &'a str)], bool, Option<&'a str>);
+
     #[test]
     fn a_trace_that_cannot_be_masked_is_named() {
-        let cases: [(&[(&str, &str)], bool, Option<&str>); 6] = [
+        let cases: [TraceCase<'_>; 6] = [
             (&[], true, None),
             (&[("GIT_TRACE_CURL", "/tmp/t")], false, None),
             (&[("GIT_TRACE_REDACT", "0")], false, None),
