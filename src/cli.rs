@@ -195,6 +195,26 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with_all = ["repos", "no_preflight", "max_uses", "hosts"])]
     pub revoke: bool,
 
+    /// Answer only for these repositories (WORKSPACE/SLUG or WORKSPACE/*,
+    /// repeatable; BBINJECT_ALLOW_REPO takes a comma-separated list); every
+    /// other request is refused, however broad the token.
+    #[arg(
+        long = "allow-repo",
+        value_name = "WORKSPACE/SLUG",
+        env = "BBINJECT_ALLOW_REPO",
+        value_delimiter = ','
+    )]
+    pub allow_repos: Vec<String>,
+
+    /// Answer only for the --repo repositories: the preflight's list is the allow-list.
+    #[arg(long)]
+    pub allow_checked: bool,
+
+    /// Append one JSON line per broker decision to PATH (created 0600; `-`
+    /// for stderr with exec). Never holds a secret.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+
     /// As for `exec`: route SSH-style URLs of the allowed hosts over HTTPS.
     #[arg(long, env = "BBINJECT_REWRITE_SSH")]
     pub rewrite_ssh: bool,
@@ -247,6 +267,26 @@ pub struct ExecArgs {
     /// URL (http:// only for a loopback host). The --git-url host is always allowed.
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+
+    /// Answer only for these repositories (WORKSPACE/SLUG or WORKSPACE/*,
+    /// repeatable; BBINJECT_ALLOW_REPO takes a comma-separated list); every
+    /// other request is refused, however broad the token.
+    #[arg(
+        long = "allow-repo",
+        value_name = "WORKSPACE/SLUG",
+        env = "BBINJECT_ALLOW_REPO",
+        value_delimiter = ','
+    )]
+    pub allow_repos: Vec<String>,
+
+    /// Answer only for the --repo repositories: the preflight's list is the allow-list.
+    #[arg(long)]
+    pub allow_checked: bool,
+
+    /// Append one JSON line per broker decision to PATH (created 0600; `-`
+    /// for stderr with exec). Never holds a secret.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
 
     /// Leave the variables that held the secret in CMD's environment.
     #[arg(long)]

@@ -29,6 +29,12 @@ pub enum Error {
     RuntimeDir(std::io::Error),
     #[error(transparent)]
     GitConfigCount(#[from] crate::broker::child_env::GitConfigCountError),
+    #[error("--allow-repo: {0}")]
+    AllowRepo(crate::credential::RepoRefError),
+    #[error("--allow-checked needs the repositories from --repo (or BITBUCKET_REPO_FULL_NAME)")]
+    AllowCheckedWithoutRepo,
+    #[error("--audit-log {path}: {reason}")]
+    AuditLog { path: String, reason: String },
     #[error("cannot write the man pages into {dir}: {reason}")]
     Manual { dir: String, reason: String },
 }
@@ -57,6 +63,11 @@ impl Error {
             }
             Error::GitConfigCount(_) => "unset GIT_CONFIG_COUNT or fix the value".into(),
             Error::Manual { .. } => "give a directory you can write to".into(),
+            Error::AllowRepo(_) => "give WORKSPACE/SLUG or WORKSPACE/* for each --allow-repo".into(),
+            Error::AllowCheckedWithoutRepo => "add --repo WORKSPACE/SLUG for each repository the build may touch".into(),
+            Error::AuditLog { .. } => {
+                "give a path in a writable directory (with export, not `-`: its broker has no stderr)".into()
+            }
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, WaitOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::broker::audit::AuditLog;
 use crate::broker::server::{Broker, Limits, RuntimeDir, Vault};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, child_env};
 use crate::cli::ExecArgs;
@@ -81,6 +82,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         },
     )?;
     let child_defaults = child_env::defaults_for_child(env);
+    let allow_repos = settings::allow_list(&args.allow_repos, args.allow_checked, &repos)?;
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
@@ -108,6 +110,13 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         );
     }
 
+    let audit = match &args.audit_log {
+        Some(path) => Some(AuditLog::open(path).map_err(|e| Error::AuditLog {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })?),
+        None => None,
+    };
     let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
     std::os::unix::fs::symlink(&exe, dir.askpass()).map_err(Error::RuntimeDir)?;
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
@@ -120,8 +129,10 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             max_uses: args.max_uses,
             stop_when_used_up: false,
             revocable: false,
+            allow_repos,
         },
         capability,
+        audit,
     )
     .map_err(Error::RuntimeDir)?;
 
@@ -175,6 +186,8 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     let status = supervise(child, signals).await.map_err(Error::RuntimeDir)?;
     finish_pumps(pumps).await;
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
+    tracing::info!("{}", broker.summary());
+    broker.sync_audit();
     drop(broker);
     drop(dir);
     Ok(status)

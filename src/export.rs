@@ -56,6 +56,21 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         ..
     } = crate::settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let rewrite_ssh_default = set.defaults.rewrite_ssh;
+    let allow_repos = crate::settings::allow_list(&args.allow_repos, args.allow_checked, &repos)?;
+    // The detached broker has no stderr and runs in `/`: a file, by absolute path.
+    let audit_log = match &args.audit_log {
+        Some(path) if path.as_os_str() == "-" => {
+            return Err(Error::AuditLog {
+                path: "-".into(),
+                reason: "the detached broker has no stderr to write to".into(),
+            });
+        }
+        Some(path) => Some(std::path::absolute(path).map_err(|e| Error::AuditLog {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })?),
+        None => None,
+    };
 
     let bearers = match crate::settings::preflight_and_tokens(
         &set,
@@ -82,6 +97,8 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         max_uses: args.max_uses,
         ttl: args.ttl,
         entries: Vault::from_set(set, bearers).entries,
+        allow_repos,
+        audit_log,
     };
     let encoded = handoff
         .encode()

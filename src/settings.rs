@@ -9,7 +9,7 @@
 use crate::bitbucket::{self, Endpoints, HttpSettings, Need, Preflight};
 use crate::broker::policy::AllowList;
 use crate::cli::ProbeArgs;
-use crate::credential::{CredentialSet, Environment, RepoRef, Resolver};
+use crate::credential::{CredentialSet, Environment, RepoPattern, RepoRef, Resolver};
 use crate::error::{Error, Exit};
 use crate::redact::{self, Patterns};
 use crate::secret::Secret;
@@ -186,6 +186,28 @@ pub async fn preflight_and_tokens(
             Err(report.exit())
         }
     })
+}
+
+/// The broker's repository allow-list: `--allow-repo` entries, plus the
+/// `--repo` list with `--allow-checked`. Empty means no limit.
+pub fn allow_list(
+    given: &[String],
+    checked: bool,
+    repos: &[RepoRef],
+) -> Result<Vec<RepoPattern>, Error> {
+    let mut list = given
+        .iter()
+        .map(|entry| RepoPattern::parse(entry.trim()).map_err(Error::AllowRepo))
+        .collect::<Result<Vec<_>, _>>()?;
+    if checked {
+        if repos.is_empty() {
+            return Err(Error::AllowCheckedWithoutRepo);
+        }
+        for repo in repos {
+            list.push(RepoPattern::parse(&repo.to_string()).map_err(Error::AllowRepo)?);
+        }
+    }
+    Ok(list)
 }
 
 /// Passwords in the userinfo of `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either

@@ -491,6 +491,7 @@ mod tests {
             source: crate::credential::Source::Env("TEST".into()),
             material,
             warnings: vec![],
+            allow: vec![],
         }
     }
 

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::policy::{AllowList, Origin};
 use super::protocol::{ProtocolError, encode_lines, parse_lines};
 use super::server::{Broker, Limits, RuntimeDir, Vault, VaultEntry};
-use crate::credential::Scope;
+use crate::credential::{RepoPattern, Scope};
 use crate::error::Exit;
 use crate::secret::Secret;
 
@@ -35,11 +35,16 @@ pub struct Handoff {
     pub max_uses: Option<u32>,
     pub ttl: Duration,
     pub entries: Vec<VaultEntry>,
+    /// `--allow-repo` (empty: any repository).
+    pub allow_repos: Vec<RepoPattern>,
+    /// `--audit-log`, an absolute path.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Handoff {
     /// One `key=value` line per field; an entry starts at `entry=<git username>`
-    /// and owns the `scope=` and `password=` lines after it.
+    /// and owns the `scope=`, `name=`, `fingerprint=`, `allow=` and
+    /// `password=` lines after it.
     pub fn encode(&self) -> Result<Zeroizing<String>, ProtocolError> {
         let runtime_dir = self
             .runtime_dir
@@ -57,6 +62,16 @@ impl Handoff {
             .iter()
             .map(|e| e.scopes.iter().map(Scope::to_string).collect())
             .collect();
+        let allows: Vec<Vec<String>> = self
+            .entries
+            .iter()
+            .map(|e| e.allow.iter().map(ToString::to_string).collect())
+            .collect();
+        let allow_repos: Vec<String> = self.allow_repos.iter().map(ToString::to_string).collect();
+        let audit_log = match &self.audit_log {
+            Some(path) => Some(path.to_str().ok_or(ProtocolError::BadValue("audit_log"))?),
+            None => None,
+        };
         let mut lines: Vec<(&str, &str)> = vec![
             ("capability", self.capability.expose()),
             ("runtime_dir", runtime_dir),
@@ -66,9 +81,16 @@ impl Handoff {
             lines.push(("max_uses", max_uses));
         }
         lines.extend(origins.iter().map(|o| ("origin", o.as_str())));
-        for (entry, scopes) in self.entries.iter().zip(&scopes) {
+        lines.extend(allow_repos.iter().map(|r| ("allow_repo", r.as_str())));
+        if let Some(path) = audit_log {
+            lines.push(("audit_log", path));
+        }
+        for ((entry, scopes), allow) in self.entries.iter().zip(&scopes).zip(&allows) {
             lines.push(("entry", &entry.git_username));
+            lines.push(("name", &entry.name));
+            lines.push(("fingerprint", &entry.fingerprint));
             lines.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+            lines.extend(allow.iter().map(|a| ("allow", a.as_str())));
             if let Some(password) = &entry.password {
                 lines.push(("password", password.expose()));
             }
@@ -82,6 +104,8 @@ impl Handoff {
         let mut ttl = None;
         let mut max_uses = None;
         let mut origins = Vec::new();
+        let mut allow_repos = Vec::new();
+        let mut audit_log = None;
         let mut entries: Vec<VaultEntry> = Vec::new();
         for (key, value) in parse_lines(raw, MAX_HANDOFF_BYTES)? {
             match key.as_str() {
@@ -109,11 +133,40 @@ impl Handoff {
                         host: host.to_owned(),
                     });
                 }
+                "allow_repo" => allow_repos.push(
+                    RepoPattern::parse(&value)
+                        .map_err(|_| ProtocolError::BadValue("allow_repo"))?,
+                ),
+                "audit_log" => audit_log = Some(PathBuf::from(value)),
                 "entry" => entries.push(VaultEntry {
                     scopes: Vec::new(),
                     git_username: value,
                     password: None,
+                    name: String::new(),
+                    fingerprint: String::new(),
+                    allow: Vec::new(),
                 }),
+                "name" => {
+                    entries
+                        .last_mut()
+                        .ok_or(ProtocolError::Missing("entry"))?
+                        .name = value;
+                }
+                "fingerprint" => {
+                    entries
+                        .last_mut()
+                        .ok_or(ProtocolError::Missing("entry"))?
+                        .fingerprint = value;
+                }
+                "allow" => {
+                    let pattern =
+                        RepoPattern::parse(&value).map_err(|_| ProtocolError::BadValue("allow"))?;
+                    entries
+                        .last_mut()
+                        .ok_or(ProtocolError::Missing("entry"))?
+                        .allow
+                        .push(pattern);
+                }
                 "scope" => {
                     let scope = Scope::parse(&value).ok_or(ProtocolError::BadValue("scope"))?;
                     entries
@@ -142,6 +195,8 @@ impl Handoff {
             max_uses,
             ttl: ttl.ok_or(ProtocolError::Missing("ttl_ms"))?,
             entries,
+            allow_repos,
+            audit_log,
         })
     }
 }
@@ -184,6 +239,8 @@ pub async fn serve() -> Exit {
         max_uses,
         ttl,
         entries,
+        allow_repos,
+        audit_log,
     } = handoff;
     let shown = runtime_dir.display().to_string();
     let dir = match RuntimeDir::adopt(runtime_dir) {
@@ -197,13 +254,26 @@ pub async fn serve() -> Exit {
     if let Err(e) = std::os::unix::fs::symlink(&exe, dir.askpass()) {
         return fail(&format!("cannot create the askpass link in {shown}: {e}"));
     }
+    let audit = match &audit_log {
+        Some(path) => match super::audit::AuditLog::open(path) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot open the audit log {}: {e}",
+                    path.display()
+                ));
+            }
+        },
+        None => None,
+    };
     let settings = Limits {
+        allow_repos,
         allow: AllowList::from_origins(origins),
         revocable: true,
         max_uses,
         stop_when_used_up: true,
     };
-    let broker = match Broker::start(&dir, Vault { entries }, settings, capability) {
+    let broker = match Broker::start(&dir, Vault { entries }, settings, capability, audit) {
         Ok(broker) => broker,
         Err(e) => return fail(&format!("cannot listen on a socket in {shown}: {e}")),
     };
@@ -231,6 +301,7 @@ pub async fn serve() -> Exit {
         () = broker.stopped() => {}
         () = signals => {}
     }
+    broker.sync_audit();
     drop(broker);
     drop(dir);
     Exit::Success
@@ -255,13 +326,21 @@ mod tests {
                     scopes: vec![Scope::Any],
                     git_username: "x-token-auth".into(),
                     password: Some(Secret::new("FAKEFAKE-one".into())),
+                    name: "env".into(),
+                    fingerprint: "sha256:0123".into(),
+                    allow: vec![RepoPattern::parse("acme/app").expect("pattern")],
                 },
                 VaultEntry {
                     scopes: vec![Scope::Workspace("acme".into())],
                     git_username: "jdoe".into(),
                     password: None,
+                    name: "partner".into(),
+                    fingerprint: "sha256:4567".into(),
+                    allow: vec![],
                 },
             ],
+            allow_repos: vec![RepoPattern::parse("acme/*").expect("pattern")],
+            audit_log: Some("/var/log/bbinject.jsonl".into()),
         }
     }
 

@@ -12,6 +12,7 @@
 //! write anything to disk. Nothing in this module logs a secret; a refusal is
 //! one line naming host, path and reason.
 
+pub mod audit;
 pub mod capability;
 pub mod child_env;
 pub mod client;

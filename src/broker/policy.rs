@@ -9,7 +9,7 @@
 //! names a value, only hosts, paths and usernames.
 
 use crate::bitbucket::{Endpoint, EndpointError};
-use crate::credential::{RepoRef, Scope};
+use crate::credential::{RepoPattern, RepoRef, Scope, normalised_repository};
 
 /// Why the broker gives no credential: one line for the person reading the
 /// build log, sent to the front door as the answer's reason.
@@ -48,6 +48,50 @@ pub enum Refusal {
     Username { asked: String, expected: String },
     #[error("--max-uses {0} reached; no more credentials from this broker")]
     UsedUp(u32),
+    #[error("{0} is not in --allow-repo (the repositories this build may touch)")]
+    RepoNotAllowed(String),
+    #[error("{repo} is not in the `allow:` list of credential `{credential}`")]
+    RepoNotAllowedForCredential { repo: String, credential: String },
+    #[error(
+        "git did not say which repository, and with --allow-repo set the broker answers only \
+         for a named one (keep credential.useHttpPath on, or put the path in the URL)"
+    )]
+    NoRepositoryWithAllowList,
+}
+
+impl Refusal {
+    /// A stable, kebab-case name for the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Capability => "capability-mismatch",
+            Refusal::NotRevocable => "not-revocable",
+            Refusal::Scheme { .. } => "scheme-not-allowed",
+            Refusal::Host { .. } => "host-not-allowed",
+            Refusal::NoCredentialFor(_) => "no-credential-for-repository",
+            Refusal::NoRepository => "no-repository",
+            Refusal::NoToken => "no-token",
+            Refusal::Username { .. } => "username-mismatch",
+            Refusal::UsedUp(_) => "max-uses-reached",
+            Refusal::RepoNotAllowed(_) => "repository-not-allowed",
+            Refusal::RepoNotAllowedForCredential { .. } => "repository-not-allowed-for-credential",
+            Refusal::NoRepositoryWithAllowList => "no-repository-with-allow-list",
+        }
+    }
+}
+
+/// `Ok` if `path` names a repository `allow` covers (or there is no list).
+pub fn check_allowed(allow: &[RepoPattern], path: Option<&str>) -> Result<(), Refusal> {
+    if allow.is_empty() {
+        return Ok(());
+    }
+    let (workspace, slug) = path
+        .and_then(normalised_repository)
+        .ok_or(Refusal::NoRepositoryWithAllowList)?;
+    if allow.iter().any(|p| p.matches(&workspace, &slug)) {
+        Ok(())
+    } else {
+        Err(Refusal::RepoNotAllowed(format!("{workspace}/{slug}")))
+    }
 }
 
 /// The one host normaliser, for the broker, the helper, askpass and scrub:

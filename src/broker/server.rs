@@ -17,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::policy::{self, AllowList, Refusal};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
+use crate::credential::RepoPattern;
 use crate::credential::{CredentialSet, Scope};
 use crate::secret::Secret;
 
@@ -32,6 +33,11 @@ pub struct VaultEntry {
     pub scopes: Vec<Scope>,
     pub git_username: String,
     pub password: Option<Secret>,
+    /// The credential's name and fingerprint, for the audit log.
+    pub name: String,
+    pub fingerprint: String,
+    /// Config `allow:` of this credential (empty: no limit of its own).
+    pub allow: Vec<RepoPattern>,
 }
 
 /// The secrets the broker hands out.
@@ -50,6 +56,9 @@ impl Vault {
             .map(|(scopes, credential)| {
                 let bearer = bearers.next().flatten();
                 let git_username = credential.git_username().to_owned();
+                let name = credential.name.clone();
+                let fingerprint = credential.fingerprint();
+                let allow = credential.allow.clone();
                 let password = match credential.kind() {
                     crate::credential::Kind::OauthClientCredentials => bearer,
                     _ => Some(credential.into_secret()),
@@ -58,6 +67,9 @@ impl Vault {
                     scopes,
                     git_username,
                     password,
+                    name,
+                    fingerprint,
+                    allow,
                 }
             })
             .collect();
@@ -163,6 +175,8 @@ pub struct Limits {
     /// A detached broker ends once `max_uses` passwords were handed out; the
     /// `exec` broker keeps refusing until its child ends.
     pub stop_when_used_up: bool,
+    /// `--allow-repo`: the only repositories answered for (empty: any).
+    pub allow_repos: Vec<RepoPattern>,
 }
 
 struct State {
@@ -173,6 +187,8 @@ struct State {
     uses: AtomicU32,
     /// Told when the broker should end (revoked, or used up when detached).
     stop: tokio::sync::Notify,
+    audit: Option<super::audit::AuditLog>,
+    tally: std::sync::Mutex<super::audit::Tally>,
 }
 
 /// A running broker; stops accepting when dropped.
@@ -188,6 +204,7 @@ impl Broker {
         vault: Vault,
         limits: Limits,
         capability: Secret,
+        audit: Option<super::audit::AuditLog>,
     ) -> std::io::Result<Self> {
         let socket = dir.socket();
         let listener = UnixListener::bind(&socket)?;
@@ -199,6 +216,8 @@ impl Broker {
             uid: rustix::process::getuid().as_raw(),
             uses: AtomicU32::new(0),
             stop: tokio::sync::Notify::new(),
+            audit,
+            tally: std::sync::Mutex::new(super::audit::Tally::default()),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -224,6 +243,22 @@ impl Broker {
         self.state.uses.load(Ordering::SeqCst)
     }
 
+    /// One line summarising every decision so far, for the end of a run.
+    pub fn summary(&self) -> String {
+        self.state
+            .tally
+            .lock()
+            .map(|t| t.summary())
+            .unwrap_or_default()
+    }
+
+    /// Flushes the audit log to disk (at the end of a run).
+    pub fn sync_audit(&self) {
+        if let Some(audit) = &self.state.audit {
+            audit.sync();
+        }
+    }
+
     /// Resolves when the broker was revoked, or (detached) used up.
     pub async fn stopped(&self) {
         self.state.stop.notified().await;
@@ -237,8 +272,8 @@ impl Drop for Broker {
 }
 
 async fn handle(mut stream: UnixStream, state: Arc<State>) {
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == state.uid => {}
+    let peer = match stream.peer_cred() {
+        Ok(cred) if cred.uid() == state.uid => super::audit::Peer::of(cred.pid(), cred.uid()),
         Ok(cred) => {
             tracing::warn!(
                 peer_uid = cred.uid(),
@@ -250,7 +285,7 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             tracing::warn!(error = %e, "cannot identify the peer; closing");
             return;
         }
-    }
+    };
     let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(512));
     let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -277,7 +312,20 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             return;
         }
     };
-    let answer = evaluate(&state, &request);
+    let (answer, entry, refusal) = evaluate(&state, &request);
+    let entry = entry.map(|i| &state.vault.entries[i]);
+    if let Ok(mut tally) = state.tally.lock() {
+        tally.count(&request, refusal.as_ref());
+    }
+    if let Some(audit) = &state.audit {
+        audit.record(&super::audit::Decision {
+            request: &request,
+            granted: matches!(answer, Answer::Granted { .. } | Answer::Revoked),
+            refusal: refusal.as_ref(),
+            credential: entry.map(|e| (e.name.as_str(), e.fingerprint.as_str())),
+            peer: &peer,
+        });
+    }
     let path = request.path.as_deref().unwrap_or("");
     let uses = state.uses.load(Ordering::SeqCst);
     match &answer {
@@ -300,10 +348,24 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
     }
 }
 
-fn evaluate(state: &State, request: &Request) -> Answer {
-    let refuse = |refusal: Refusal| Answer::Refused {
-        reason: refusal.to_string(),
-    };
+/// The answer to `request`, the vault entry it concerns (when routed), and the
+/// refusal behind a refused answer.
+fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, Option<Refusal>) {
+    let mut routed = None;
+    match decide(state, request, &mut routed) {
+        Ok(answer) => (answer, routed, None),
+        Err(refusal) => (
+            Answer::Refused {
+                reason: refusal.to_string(),
+            },
+            routed,
+            Some(refusal),
+        ),
+    }
+}
+
+fn decide(state: &State, request: &Request, routed: &mut Option<usize>) -> Result<Answer, Refusal> {
+    let refuse = |refusal: Refusal| Err(refusal);
     if !state
         .capability
         .ct_eq(request.capability.expose().as_bytes())
@@ -315,16 +377,22 @@ fn evaluate(state: &State, request: &Request) -> Answer {
             return refuse(Refusal::NotRevocable);
         }
         state.stop.notify_one();
-        return Answer::Revoked;
+        return Ok(Answer::Revoked);
     }
-    if let Err(reason) = state.limits.allow.check(&request.protocol, &request.host) {
-        return refuse(reason);
-    }
-    let index = match state.vault.route(request.path.as_deref()) {
-        Ok(i) => i,
-        Err(reason) => return refuse(reason),
-    };
+    state.limits.allow.check(&request.protocol, &request.host)?;
+    policy::check_allowed(&state.limits.allow_repos, request.path.as_deref())?;
+    let index = state.vault.route(request.path.as_deref())?;
+    *routed = Some(index);
     let entry = &state.vault.entries[index];
+    policy::check_allowed(&entry.allow, request.path.as_deref()).map_err(
+        |refusal| match refusal {
+            Refusal::RepoNotAllowed(repo) => Refusal::RepoNotAllowedForCredential {
+                repo,
+                credential: entry.name.clone(),
+            },
+            other => other,
+        },
+    )?;
     let username = entry.git_username.as_str();
     let Some(password) = &entry.password else {
         return refuse(Refusal::NoToken);
@@ -344,11 +412,11 @@ fn evaluate(state: &State, request: &Request) -> Answer {
         ));
     }
     if request.want == Want::Username {
-        return Answer::Granted {
+        return Ok(Answer::Granted {
             username: username.to_owned(),
             password: None,
             warning,
-        };
+        });
     }
     let counted = state
         .uses
@@ -367,9 +435,9 @@ fn evaluate(state: &State, request: &Request) -> Answer {
         // This was the last one: answer it, then end.
         state.stop.notify_one();
     }
-    Answer::Granted {
+    Ok(Answer::Granted {
         username: username.to_owned(),
         password: Some(Secret::new(password.expose().to_owned())),
         warning,
-    }
+    })
 }

@@ -71,6 +71,7 @@ pub(super) fn from_variables(reader: &Reader<'_>) -> Result<Credential, ResolveE
         username: username.map(|v| (v.source.to_string(), v.into_plain())),
         email: email.map(|v| (v.source.to_string(), v.into_plain())),
         client_id: client_id.map(Value::into_plain),
+        allow: vec![],
     };
     let secret = match kind {
         Kind::ApiToken => api_token,
@@ -88,6 +89,8 @@ pub(super) struct Fields {
     pub username: Option<(String, String)>,
     pub email: Option<(String, String)>,
     pub client_id: Option<String>,
+    /// Config `allow:`: the repositories this credential may be used for.
+    pub allow: Vec<super::RepoPattern>,
 }
 
 /// Turns the raw parts into a [`Credential`] that cannot be incomplete,
@@ -228,6 +231,7 @@ pub(super) fn build(
         source: fields.source,
         material,
         warnings,
+        allow: fields.allow,
     })
 }
 

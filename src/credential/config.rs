@@ -54,6 +54,9 @@ struct RawCredential {
     kind: Kind,
     #[serde(rename = "match", default)]
     matches: Vec<String>,
+    /// The repositories the broker may answer for with this credential.
+    #[serde(default)]
+    allow: Vec<String>,
     secret: Option<String>,
     secret_file: Option<String>,
     secret_env: Option<String>,
@@ -168,6 +171,19 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
             .as_ref()
             .map(|v| v.source.clone())
             .unwrap_or_default();
+        let allow = rc
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                super::RepoPattern::parse(entry).map_err(|_| {
+                    invalid(format!(
+                        "credential `{name}`: `allow` entry {} is not WORKSPACE/SLUG or WORKSPACE/* (its value is not shown)",
+                        index + 1
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let fields = Fields {
             name: name.clone(),
             source,
@@ -178,6 +194,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
                 .email
                 .map(|e| (format!("config:{shown}#{name}.email"), e)),
             client_id: rc.client_id,
+            allow,
         };
         let credential = super::build::build(rc.kind, secret, fields).map_err(|e| match e {
             ResolveError::Source(error) => secret_error(error),

@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES};
 pub use config::{ConfigDefaults, ConfigError};
-pub use repo::{RepoRef, RepoRefError};
+pub use repo::{RepoPattern, RepoRef, RepoRefError, normalised_repository};
 pub use source::{Environment, FileProblem, ProcessEnvironment, SourceError, read_regular_file};
 
 use crate::secret::Secret;
@@ -174,6 +174,9 @@ pub struct Credential {
     pub material: Material,
     /// Problems noticed while reading it, for the report (never fatal).
     pub warnings: Vec<Warning>,
+    /// The only repositories the broker may answer for with it (config
+    /// `allow:`); empty means no limit beyond `--allow-repo`.
+    pub allow: Vec<RepoPattern>,
 }
 
 impl Credential {
@@ -539,6 +542,7 @@ mod tests {
                 email: email.map(str::to_owned),
             },
             warnings: vec![],
+            allow: vec![],
         }
     }
 
@@ -553,6 +557,7 @@ mod tests {
                 token: Secret::new("FAKE".into()),
             },
             warnings: vec![],
+            allow: vec![],
         };
         assert_eq!(access.git_username(), TOKEN_GIT_USERNAME);
         assert!(!access.has_user_identity());
@@ -564,6 +569,7 @@ mod tests {
                 password: Secret::new("FAKE".into()),
             },
             warnings: vec![],
+            allow: vec![],
         };
         assert_eq!(app.git_username(), "jdoe");
     }

@@ -76,9 +76,128 @@ impl std::str::FromStr for RepoRef {
     }
 }
 
+/// An entry of a repository allow-list: `workspace/slug` or `workspace/*`,
+/// compared case-insensitively, as Bitbucket resolves names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoPattern {
+    workspace: String,
+    /// `None` for `workspace/*`.
+    slug: Option<String>,
+}
+
+impl RepoPattern {
+    /// `workspace/slug` (a trailing `.git` tolerated) or `workspace/*`.
+    pub fn parse(text: &str) -> Result<Self, RepoRefError> {
+        if let Some(workspace) = text.trim_matches('/').strip_suffix("/*") {
+            if !is_name(workspace) {
+                return Err(RepoRefError {
+                    input: text.chars().take(200).collect(),
+                });
+            }
+            return Ok(Self {
+                workspace: workspace.to_ascii_lowercase(),
+                slug: None,
+            });
+        }
+        let repo = RepoRef::parse(text)?;
+        Ok(Self {
+            workspace: repo.workspace.to_ascii_lowercase(),
+            slug: Some(repo.slug.to_ascii_lowercase()),
+        })
+    }
+
+    /// Whether this entry covers `workspace/slug` (already normalised).
+    pub fn matches(&self, workspace: &str, slug: &str) -> bool {
+        self.workspace == workspace && self.slug.as_deref().is_none_or(|s| s == slug)
+    }
+
+    /// The repository this entry names exactly (not for `workspace/*`).
+    pub fn exact(&self) -> Option<String> {
+        self.slug
+            .as_ref()
+            .map(|s| format!("{}/{s}", self.workspace))
+    }
+}
+
+impl std::fmt::Display for RepoPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.workspace,
+            self.slug.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+/// The `(workspace, slug)` a request path names, the way the server resolves
+/// it: percent-decoded, `.` and `..` segments resolved, empty segments and a
+/// trailing `.git` dropped, lower case. `None` when it names no repository.
+pub fn normalised_repository(path: &str) -> Option<(String, String)> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let workspace = segments.first()?.to_ascii_lowercase();
+    let slug = segments.get(1)?.to_ascii_lowercase();
+    let slug = slug.strip_suffix(".git").unwrap_or(&slug).to_owned();
+    (is_name(&workspace) && is_name(&slug)).then_some((workspace, slug))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_paths_are_normalised_as_bitbucket_resolves_them() {
+        let app = Some(("acme".to_owned(), "app".to_owned()));
+        for (path, expected) in [
+            ("acme/app.git", app.clone()),
+            ("ACME/App.git", app.clone()),
+            ("acme/app", app.clone()),
+            ("acme/app.git/", app.clone()),
+            ("/acme//app.git/info/refs", app.clone()),
+            ("acme%2Fapp.git", app.clone()),
+            ("acme/lib/../app.git", app.clone()),
+            (
+                "acme/app/../other",
+                Some(("acme".to_owned(), "other".to_owned())),
+            ),
+            (
+                "acme/app/../../evil/x",
+                Some(("evil".to_owned(), "x".to_owned())),
+            ),
+            ("acme", None),
+            ("", None),
+            ("acme/a b", None),
+        ] {
+            assert_eq!(normalised_repository(path), expected, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn allow_list_patterns_match_a_repository_or_a_workspace() {
+        let one = RepoPattern::parse("ACME/App.git").expect("pattern");
+        let all = RepoPattern::parse("acme/*").expect("pattern");
+        assert!(one.matches("acme", "app") && !one.matches("acme", "lib"));
+        assert!(all.matches("acme", "lib") && !all.matches("other", "lib"));
+        assert_eq!(
+            (one.to_string(), all.to_string()),
+            ("acme/app".into(), "acme/*".into())
+        );
+        assert_eq!(one.exact().as_deref(), Some("acme/app"));
+        assert!(all.exact().is_none());
+        for bad in ["acme", "*/app", "acme/app/x", "a b/*", ""] {
+            assert!(RepoPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn accepts_workspace_slash_slug_and_tolerates_dot_git() {

@@ -1,0 +1,291 @@
+//! The broker's audit trail: one JSON object per decision (`--audit-log`),
+//! and the tally behind the one-line summary at the end of a run. A record
+//! says when, what was decided and why, through which front door, for which
+//! origin and repository, with which credential (name and fingerprint), and
+//! which process asked (pid, uid, executable). It never holds a secret, a
+//! capability, or the asking process's command line or environment (those
+//! may hold other secrets).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::policy::Refusal;
+use super::protocol::{Request, Want};
+use crate::credential::normalised_repository;
+
+/// Where the records go: a file opened for appending (created 0600), or stderr.
+pub enum AuditLog {
+    File(Mutex<std::fs::File>),
+    Stderr,
+}
+
+impl AuditLog {
+    /// `-` is stderr; anything else a file, appended to, created `0600`.
+    pub fn open(target: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if target == Path::new("-") {
+            return Ok(AuditLog::Stderr);
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(target)?;
+        Ok(AuditLog::File(Mutex::new(file)))
+    }
+
+    /// Appends one record as one line, in one write.
+    pub fn record(&self, decision: &Decision<'_>) {
+        let Ok(mut line) = serde_json::to_vec(&Record::from(decision)) else {
+            return;
+        };
+        line.push(b'\n');
+        match self {
+            AuditLog::File(file) => {
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(&line);
+                }
+            }
+            AuditLog::Stderr => {
+                let _ = std::io::stderr().lock().write_all(&line);
+            }
+        }
+    }
+
+    /// Flushes a file to disk.
+    pub fn sync(&self) {
+        if let AuditLog::File(file) = self
+            && let Ok(file) = file.lock()
+        {
+            let _ = file.sync_all();
+        }
+    }
+}
+
+/// The process that asked, from the socket's peer credentials.
+pub struct Peer {
+    pid: Option<i32>,
+    uid: u32,
+    exe: Option<PathBuf>,
+}
+
+impl Peer {
+    pub fn of(pid: Option<i32>, uid: u32) -> Self {
+        let exe = pid.and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
+        Self { pid, uid, exe }
+    }
+}
+
+/// One decision, as the server made it.
+pub struct Decision<'a> {
+    pub request: &'a Request,
+    pub granted: bool,
+    pub refusal: Option<&'a Refusal>,
+    /// The credential's name and fingerprint, when the request was routed to one.
+    pub credential: Option<(&'a str, &'a str)>,
+    pub peer: &'a Peer,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    time: String,
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    front: &'static str,
+    want: &'static str,
+    protocol: &'a str,
+    host: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    uid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exe: Option<String>,
+}
+
+impl<'a> From<&'a Decision<'a>> for Record<'a> {
+    fn from(d: &'a Decision<'a>) -> Self {
+        let r = d.request;
+        Record {
+            time: rfc3339_now(),
+            decision: if d.granted { "granted" } else { "refused" },
+            reason: d.refusal.map(Refusal::code),
+            detail: d.refusal.map(ToString::to_string),
+            front: if r.from_helper { "helper" } else { "askpass" },
+            want: match r.want {
+                Want::Username => "username",
+                Want::Password => "password",
+                Want::Revoke => "revoke",
+            },
+            protocol: &r.protocol,
+            host: &r.host,
+            path: r.path.as_deref(),
+            repository: r
+                .path
+                .as_deref()
+                .and_then(normalised_repository)
+                .map(|(w, s)| format!("{w}/{s}")),
+            username: r.username.as_deref(),
+            credential: d.credential.map(|(name, _)| name),
+            fingerprint: d.credential.map(|(_, fp)| fp),
+            pid: d.peer.pid,
+            uid: d.peer.uid,
+            exe: d.peer.exe.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// What the broker answered, per repository, for the summary line.
+#[derive(Default)]
+pub struct Tally {
+    granted: BTreeMap<String, u32>,
+    refused: Vec<String>,
+}
+
+impl Tally {
+    pub fn count(&mut self, request: &Request, refusal: Option<&Refusal>) {
+        if request.want != Want::Password {
+            return;
+        }
+        let repo = request
+            .path
+            .as_deref()
+            .and_then(normalised_repository)
+            .map(|(w, s)| format!("{w}/{s}"))
+            .unwrap_or_else(|| request.host.clone());
+        match refusal {
+            None => *self.granted.entry(repo).or_default() += 1,
+            Some(refusal) => self.refused.push(format!("{repo}: {}", refusal.code())),
+        }
+    }
+
+    /// `credential answered 5× for acme/app, acme/lib; refused 1× (acme/other: repository-not-allowed)`
+    pub fn summary(&self) -> String {
+        let answered: u32 = self.granted.values().sum();
+        let mut line = if answered == 0 {
+            "credential answered 0×".to_owned()
+        } else {
+            format!(
+                "credential answered {answered}× for {}",
+                self.granted.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        if !self.refused.is_empty() {
+            let mut reasons = self.refused.clone();
+            reasons.dedup();
+            line.push_str(&format!(
+                "; refused {}× ({})",
+                self.refused.len(),
+                reasons.join(", ")
+            ));
+        }
+        line
+    }
+}
+
+/// Now as `2026-12-01T00:41:05.123Z` (UTC), without a date crate.
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn request(path: Option<&str>) -> Request {
+        Request {
+            capability: Secret::new("FAKEFAKE-capability".into()),
+            protocol: "https".into(),
+            host: "bitbucket.org".into(),
+            path: path.map(str::to_owned),
+            username: None,
+            want: Want::Password,
+            from_helper: true,
+        }
+    }
+
+    #[test]
+    fn a_record_names_the_decision_and_never_the_capability() {
+        let req = request(Some("ACME/App.git"));
+        let refusal = Refusal::RepoNotAllowed("acme/app".into());
+        let peer = Peer::of(Some(std::process::id() as i32), 0);
+        let decision = Decision {
+            request: &req,
+            granted: false,
+            refusal: Some(&refusal),
+            credential: Some(("env", "sha256:0123")),
+            peer: &peer,
+        };
+        let json = serde_json::to_value(Record::from(&decision)).expect("json");
+        assert_eq!(json["decision"], "refused");
+        assert_eq!(json["reason"], "repository-not-allowed");
+        assert_eq!(json["repository"], "acme/app");
+        assert_eq!(json["front"], "helper");
+        assert!(json["exe"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(!json.to_string().contains("FAKEFAKE"));
+    }
+
+    #[test]
+    fn the_summary_counts_answers_per_repository_and_refusals() {
+        let mut tally = Tally::default();
+        tally.count(&request(Some("acme/app.git")), None);
+        tally.count(&request(Some("acme/app.git")), None);
+        tally.count(&request(Some("acme/lib.git")), None);
+        tally.count(
+            &request(Some("acme/other.git")),
+            Some(&Refusal::RepoNotAllowed("acme/other".into())),
+        );
+        assert_eq!(
+            tally.summary(),
+            "credential answered 3× for acme/app, acme/lib; refused 1× (acme/other: repository-not-allowed)"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let t = rfc3339_now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
+    }
+}
