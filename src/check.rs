@@ -11,7 +11,7 @@ use std::io::Write as _;
 use crate::bitbucket::{Preflight, Problem, Report};
 use crate::broker::policy::{AllowList, Origin};
 use crate::cli::{CheckArgs, Format};
-use crate::credential::Environment;
+use crate::credential::{Environment, RepoPattern};
 use crate::error::{self, Error, Exit};
 use crate::settings::{Settings, repositories, resolve};
 
@@ -49,6 +49,32 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
         crate::redact::Patterns::for_run(&set, &[], &crate::settings::proxy_secrets(env)).0,
     );
     let mut report = preflight.run(&set, &repos).await;
+    // Repositories a build may touch (BBINJECT_ALLOW_REPO, config `allow:`)
+    // that this check did not prove.
+    let checked: Vec<String> = repos
+        .iter()
+        .map(|r| r.to_string().to_ascii_lowercase())
+        .collect();
+    let from_env = env
+        .var_os("BBINJECT_ALLOW_REPO")
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut unchecked: Vec<String> = from_env
+        .split(',')
+        .filter_map(|e| RepoPattern::parse(e.trim()).ok())
+        .chain(set.credentials().flat_map(|c| c.allow.iter().cloned()))
+        .filter_map(|p| p.exact())
+        .filter(|repo| !checked.contains(repo))
+        .collect();
+    unchecked.sort();
+    unchecked.dedup();
+    for repo in unchecked {
+        report.push(Problem::warning(
+            crate::codes::ProblemCode::AllowRepoNotChecked,
+            format!("{repo} is on the allow-list but was not checked"),
+            format!("add --repo {repo} so the preflight proves the credential works for it"),
+        ));
+    }
     if !rewrite_ssh && let Ok(gitmodules) = std::fs::read_to_string(".gitmodules") {
         for (submodule, url) in ssh_submodules(&gitmodules, &hosts) {
             report.push(Problem::warning(

@@ -91,11 +91,12 @@ pub enum ProblemCode {
     AppPasswordDeprecated,
     UsernameIgnored,
     SshSubmoduleUrl,
+    AllowRepoNotChecked,
 }
 
 impl ProblemCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ProblemCode; 34] = [
+    pub const ALL: [ProblemCode; 35] = [
         ProblemCode::Configuration,
         ProblemCode::NoCredentialForRepository,
         ProblemCode::AppPasswordRemoved,
@@ -130,6 +131,7 @@ impl ProblemCode {
         ProblemCode::AppPasswordDeprecated,
         ProblemCode::UsernameIgnored,
         ProblemCode::SshSubmoduleUrl,
+        ProblemCode::AllowRepoNotChecked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +170,7 @@ impl ProblemCode {
             ProblemCode::AppPasswordDeprecated => "app-password-deprecated",
             ProblemCode::UsernameIgnored => "username-ignored",
             ProblemCode::SshSubmoduleUrl => "ssh-submodule-url",
+            ProblemCode::AllowRepoNotChecked => "allow-repo-not-checked",
         }
     }
 
@@ -209,6 +212,7 @@ impl ProblemCode {
             ProblemCode::AppPasswordDeprecated => None,
             ProblemCode::UsernameIgnored => None,
             ProblemCode::SshSubmoduleUrl => None,
+            ProblemCode::AllowRepoNotChecked => None,
         }
     }
 

@@ -737,6 +737,7 @@ mod tests {
             ProblemCode::AppPasswordDeprecated,
             ProblemCode::UsernameIgnored,
             ProblemCode::SshSubmoduleUrl,
+            ProblemCode::AllowRepoNotChecked,
         ];
         for code in ProblemCode::ALL {
             assert!(

@@ -66,17 +66,37 @@ impl AuditLog {
     }
 }
 
-/// The process that asked, from the socket's peer credentials.
+/// The process that asked, from the socket's peer credentials: the front
+/// door (a `bbinject` started by git), and its parent (the git that wants
+/// the credential).
 pub struct Peer {
     pid: Option<i32>,
     uid: u32,
     exe: Option<PathBuf>,
+    parent_pid: Option<i32>,
+    parent_exe: Option<PathBuf>,
 }
 
 impl Peer {
     pub fn of(pid: Option<i32>, uid: u32) -> Self {
-        let exe = pid.and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
-        Self { pid, uid, exe }
+        let exe_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        // /proc/<pid>/stat: `pid (comm) state ppid …`; comm may hold spaces.
+        let parent_pid = pid.and_then(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        });
+        Self {
+            pid,
+            uid,
+            exe: pid.and_then(exe_of),
+            parent_pid,
+            parent_exe: parent_pid.and_then(exe_of),
+        }
     }
 }
 
@@ -117,6 +137,10 @@ struct Record<'a> {
     uid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_exe: Option<String>,
 }
 
 impl<'a> From<&'a Decision<'a>> for Record<'a> {
@@ -147,6 +171,8 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
             pid: d.peer.pid,
             uid: d.peer.uid,
             exe: d.peer.exe.as_ref().map(|p| p.display().to_string()),
+            parent_pid: d.peer.parent_pid,
+            parent_exe: d.peer.parent_exe.as_ref().map(|p| p.display().to_string()),
         }
     }
 }
@@ -260,6 +286,7 @@ mod tests {
         assert_eq!(json["repository"], "acme/app");
         assert_eq!(json["front"], "helper");
         assert!(json["exe"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(json["parent_pid"].as_i64().is_some_and(|p| p > 0), "{json}");
         assert!(!json.to_string().contains("FAKEFAKE"));
     }
 

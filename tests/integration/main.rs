@@ -9,6 +9,7 @@ mod check;
 mod ci_examples;
 mod exec;
 mod export;
+mod least_privilege;
 mod messages;
 mod package_managers;
 mod redact;
