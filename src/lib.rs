@@ -6,7 +6,8 @@
 //!
 //! Module map, in the order data flows (ARCHITECTURE.md §6); a module uses
 //! only those above it:
-//! - [`secret`], [`codes`]: the one secret type; exit and problem codes;
+//! - [`secret`], [`codes`], [`fsutil`]: the one secret type; exit and problem
+//!   codes; bounded, non-blocking reads of regular files;
 //! - [`credential`]: sources (env, files, secrets dir, YAML) → credentials;
 //! - [`settings`]: raw flags + environment → validated settings, the shared set-up;
 //! - [`bitbucket`]: HTTP, REST and git probes, the diagnosis, the report;
@@ -26,6 +27,7 @@ pub mod credential;
 pub mod error;
 pub mod exec;
 pub mod export;
+pub mod fsutil;
 pub mod logging;
 pub mod manual;
 pub mod redact;

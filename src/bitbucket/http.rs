@@ -74,7 +74,7 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpErro
         let shown = path.display().to_string();
         // A bundle of every public CA is ~250 KiB; a FIFO must not block us.
         const MAX_CA_BYTES: u64 = 8 * 1024 * 1024;
-        let (pem, _) = crate::credential::read_regular_file(path, MAX_CA_BYTES).map_err(|p| {
+        let (pem, _) = crate::fsutil::read_regular_file(path, MAX_CA_BYTES).map_err(|p| {
             HttpError::CaFileUnreadable {
                 path: shown.clone(),
                 reason: p.describe(MAX_CA_BYTES),

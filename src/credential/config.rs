@@ -12,8 +12,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::build::Fields;
-use super::source::{FileProblem, Reader, SourceError, Value, read_regular_file, read_secret_file};
+use super::source::{Reader, SourceError, Value, read_secret_file};
 use super::{Credential, CredentialSet, Kind, RepoRef, ResolveError, Scope, Source};
+use crate::fsutil::{FileProblem, read_regular_file};
 
 /// The largest config we read: a config with hundreds of credentials is a few
 /// dozen KiB; `--config /dev/zero` or a mistaken log file must not fill memory.

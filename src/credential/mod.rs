@@ -17,7 +17,7 @@ use std::fmt;
 pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES};
 pub use config::{ConfigDefaults, ConfigError};
 pub use repo::{RepoPattern, RepoRef, RepoRefError, normalised_repository};
-pub use source::{Environment, FileProblem, ProcessEnvironment, SourceError, read_regular_file};
+pub use source::{Environment, ProcessEnvironment, SourceError};
 
 use crate::secret::Secret;
 
