@@ -81,7 +81,7 @@ fn name_and_name_file_both_set() {
 fn secret_files_that_cannot_be_used() {
     let bb = Bb::new();
     let big = vec![b'A'; 64 * 1024 + 1];
-    let mut cases: Vec<(String, &str)> = vec![
+    let cases: Vec<(String, &str)> = vec![
         (
             bb.path("absent").display().to_string(),
             "file does not exist",
@@ -116,14 +116,6 @@ fn secret_files_that_cannot_be_used() {
         // Reading /proc/self/mem fails even for root: a portable "unreadable".
         ("/proc/self/mem".into(), "cannot be read"),
     ];
-    if !is_root() {
-        cases.push((
-            bb.file("noperm", FAKE_API_TOKEN.as_bytes(), 0o000)
-                .display()
-                .to_string(),
-            "permission denied",
-        ));
-    }
     for (path, expected) in cases {
         let (_, run) = check_with(Bb::new().env("BITBUCKET_API_TOKEN_FILE", &path));
         assert_usage_error(&run, &format!("BITBUCKET_API_TOKEN_FILE={path}: "));
@@ -146,6 +138,53 @@ fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.starts_with(b"0"))
         .unwrap_or(false)
+}
+
+/// A file its reader may not read. Root reads anything, so as root the run
+/// drops to uid 65534 (in a directory it may enter): the case runs either way.
+#[test]
+fn a_secret_file_the_user_may_not_read_is_named_with_permission_denied() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("bbp")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = dir.path().join("noperm");
+    std::fs::write(&file, FAKE_API_TOKEN).expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let exe = assert_cmd::cargo::cargo_bin!("bbinject");
+    let mut command = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(exe);
+        c
+    } else {
+        std::process::Command::new(exe)
+    };
+    let output = command
+        .args([
+            "check",
+            "--api-url",
+            "http://127.0.0.1:9/2.0",
+            "--retries",
+            "0",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("BITBUCKET_API_TOKEN_FILE", &file)
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_usage_error(
+        &run,
+        &format!(
+            "BITBUCKET_API_TOKEN_FILE={}: cannot be read (permission denied)",
+            file.display()
+        ),
+    );
+    assert!(!run.stderr.contains("ATATT3xFAKE"), "{}", run.describe());
 }
 
 #[test]
