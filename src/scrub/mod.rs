@@ -178,12 +178,18 @@ fn detect_in(
 
 /// What a config must list after `edits`: every entry as before, minus the
 /// dropped headers, with replaced text replaced in keys and values.
-fn expected_after(before: &[read::Entry], edits: &[&Edit]) -> Vec<(String, String)> {
+fn expected_after(before: &[read::Entry], edits: &[&Edit]) -> Vec<read::Entry> {
+    // Every intermediate copy may hold a value: each is wiped when dropped.
     let replace = |s: &str| {
-        edits.iter().fold(s.to_owned(), |acc, e| match e {
-            Edit::Replace { from, to } if !from.0.is_empty() => acc.replace(from.0.as_str(), to),
-            _ => acc,
-        })
+        let mut acc = Zeroizing::new(s.to_owned());
+        for edit in edits {
+            if let Edit::Replace { from, to } = edit
+                && !from.0.is_empty()
+            {
+                acc = Zeroizing::new(acc.replace(from.0.as_str(), to));
+            }
+        }
+        acc
     };
     before
         .iter()
@@ -194,7 +200,7 @@ fn expected_after(before: &[read::Entry], edits: &[&Edit]) -> Vec<(String, Strin
                     .iter()
                     .any(|e| matches!(e, Edit::DropHeader(h) if h.0.trim() == v.trim())))
         })
-        .map(|(k, v)| (replace(k), replace(v)))
+        .map(|(k, v)| (replace(k).to_string(), replace(v)))
         .collect()
 }
 
@@ -222,10 +228,8 @@ fn fix_file(target: &Target, hosts: &Hosts) -> Result<Vec<Detected>, ScrubError>
                 if left > 0 {
                     return Err(format!("{left} credential(s) would remain"));
                 }
-                let after: Vec<(String, String)> = after
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect();
+                // Values other than the removed credentials (another host's
+                // token, say) are compared in wiped buffers, never copied out.
                 if after != expected {
                     return Err("an entry other than a credential would have changed".into());
                 }
