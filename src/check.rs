@@ -28,7 +28,8 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
         }
         let rewrite_ssh = set.defaults.rewrite_ssh || flag_set(env, "BBINJECT_REWRITE_SSH");
         let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?
-            .with_lfs(settings.lfs);
+            .with_lfs(settings.lfs)
+            .with_jobs(settings.jobs);
         Ok::<_, Error>((set, repos, preflight, hosts, rewrite_ssh))
     })();
     let (set, repos, preflight, hosts, rewrite_ssh) = match prepared {

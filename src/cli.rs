@@ -396,6 +396,11 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// How many repositories to probe at once (one client, shared connections;
+    /// a 429 pauses them all).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
     /// Retries after a connect error, timeout, 429 or 5xx (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,

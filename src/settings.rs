@@ -22,6 +22,8 @@ pub struct Settings {
     pub need: Need,
     /// Probe Git LFS too.
     pub lfs: bool,
+    /// Repositories probed at once.
+    pub jobs: usize,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             http,
             need: args.need.or(defaults.need).unwrap_or_default(),
             lfs: args.lfs || defaults.lfs,
+            jobs: usize::from(args.jobs),
         })
     }
 }
@@ -148,8 +151,9 @@ pub async fn preflight_and_tokens(
     if !needs_http {
         return Ok(Ok(set.credentials().map(|_| None).collect()));
     }
-    let preflight =
-        Preflight::new(settings.http, settings.endpoints, settings.need)?.with_lfs(settings.lfs);
+    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?
+        .with_lfs(settings.lfs)
+        .with_jobs(settings.jobs);
     let mut known_tokens = Vec::new();
     if !skip {
         let (mut report, tokens) = preflight.run_keeping_tokens(set, repos).await;

@@ -27,6 +27,33 @@ pub struct HttpSettings {
     pub backoff: Duration,
     /// PEM bundle added to the trusted roots (corporate TLS interception).
     pub ca_file: Option<PathBuf>,
+    /// Shared by every request of a run: a 429 pauses them all.
+    pub gate: std::sync::Arc<RateGate>,
+}
+
+/// When one answer is 429, every request of the run waits before its next
+/// attempt (concurrent probes would otherwise hammer a rate-limited API).
+#[derive(Debug, Default)]
+pub struct RateGate(std::sync::Mutex<Option<tokio::time::Instant>>);
+
+impl RateGate {
+    /// Waits until no pause is in force.
+    async fn wait(&self) {
+        let until = self.0.lock().ok().and_then(|g| *g);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Pauses every request for `delay` (a later pause wins).
+    fn hold(&self, delay: Duration) {
+        if let Ok(mut gate) = self.0.lock() {
+            let until = tokio::time::Instant::now() + delay;
+            if gate.is_none_or(|current| current < until) {
+                *gate = Some(until);
+            }
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -37,6 +64,7 @@ impl Default for HttpSettings {
             retries: 3,
             backoff: Duration::from_millis(250),
             ca_file: None,
+            gate: std::sync::Arc::default(),
         }
     }
 }
@@ -200,6 +228,7 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        settings.gate.wait().await;
         let outcome = match make().send().await {
             Ok(response) => Ok(read_reply(response, attempt).await),
             Err(e) => Err(TransportError::classify(&e)),
@@ -224,7 +253,12 @@ pub async fn send(
             return outcome;
         }
         let delay = server_delay.unwrap_or_else(|| backoff(settings.backoff, attempt));
+        let rate_limited = matches!(&outcome, Ok(reply) if reply.status == 429);
+        if rate_limited {
+            settings.gate.hold(delay);
+        }
         tokio::time::sleep(delay).await;
+        settings.gate.wait().await;
     }
 }
 

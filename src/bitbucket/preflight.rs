@@ -5,6 +5,8 @@
 //! It never fails as a function: every outcome, including an unreachable
 //! Bitbucket, becomes part of the [`Report`].
 
+use futures_util::StreamExt as _;
+
 use super::Need;
 use super::api::{self, Auth};
 use super::diagnosis::{self, Probe, Subject};
@@ -15,6 +17,10 @@ use super::report::{CredentialSummary, Problem, RepoResult, Report, Verdict};
 use crate::credential::{Credential, CredentialSet, Kind, RepoRef, RestAuth};
 use crate::secret::Secret;
 
+/// Repositories probed at once by default: enough to hide the latency of a
+/// 30-repository monorepo check, few enough to stay clear of rate limits.
+pub const DEFAULT_JOBS: usize = 8;
+
 pub struct Preflight {
     client: reqwest::Client,
     http: HttpSettings,
@@ -22,6 +28,44 @@ pub struct Preflight {
     need: Need,
     /// Also probe Git LFS for each repository.
     lfs: bool,
+    /// How many repositories are probed at once.
+    jobs: usize,
+}
+
+/// What probing one repository found, merged into the report in order.
+#[derive(Default)]
+struct Findings {
+    problems: Vec<Problem>,
+    credential_type: Option<String>,
+    scopes: Option<Vec<String>>,
+}
+
+impl Findings {
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// What Bitbucket said about the credential in a reply's headers.
+    fn note(&mut self, reply: &Reply) {
+        if let Some(kind) = reply.header("x-credential-type") {
+            self.credential_type = Some(kind.to_owned());
+        }
+        if let Some(scopes) = api::scopes(reply) {
+            self.scopes = Some(scopes);
+        }
+    }
+
+    fn merge_into(self, probing: &mut Probing<'_>, report: &mut Report) {
+        if self.credential_type.is_some() {
+            probing.summary.credential_type = self.credential_type;
+        }
+        if self.scopes.is_some() {
+            probing.summary.scopes = self.scopes;
+        }
+        for problem in self.problems {
+            report.push(problem);
+        }
+    }
 }
 
 /// One credential while it is being probed.
@@ -89,7 +133,14 @@ impl Preflight {
             endpoints,
             need,
             lfs: false,
+            jobs: DEFAULT_JOBS,
         })
+    }
+
+    /// Probes up to `jobs` repositories at once (at least one).
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 
     /// Probes Git LFS too (`--lfs`): an empty download batch per repository.
@@ -155,12 +206,26 @@ impl Preflight {
                     .identity(&mut probing, &mut report, mine.is_empty())
                     .await;
             }
-            for repo in &mine {
-                let result = if exchanged {
-                    verified = true;
-                    self.repository(&mut probing, repo, &mut report).await
-                } else {
-                    RepoResult {
+            if exchanged {
+                // The repositories of one credential are probed `jobs` at a
+                // time, sharing the client and its connections; results merge
+                // in the order the repositories were given.
+                let probed: Vec<(RepoResult, Findings)> = {
+                    let probing = &probing;
+                    futures_util::stream::iter(mine.iter())
+                        .map(|repo| self.repository(probing, repo))
+                        .buffered(self.jobs)
+                        .collect()
+                        .await
+                };
+                verified |= !probed.is_empty();
+                for (result, findings) in probed {
+                    findings.merge_into(&mut probing, &mut report);
+                    report.repositories.push(result);
+                }
+            } else {
+                for repo in &mine {
+                    report.repositories.push(RepoResult {
                         repository: repo.to_string(),
                         credential: probing.name().to_owned(),
                         private: None,
@@ -176,9 +241,8 @@ impl Preflight {
                         } else {
                             Verdict::NotChecked
                         },
-                    }
-                };
-                report.repositories.push(result);
+                    });
+                }
             }
             // A failed GET /user is reported above; the warning is for
             // credentials nothing could be asked about.
@@ -301,7 +365,9 @@ impl Preflight {
                 return false;
             }
         };
-        self.note_headers(probing, &reply);
+        let mut notes = Findings::default();
+        notes.note(&reply);
+        notes.merge_into(probing, report);
         match reply.status {
             200 => {
                 probing.summary.identity = api::identity(&reply.body);
@@ -321,12 +387,11 @@ impl Preflight {
         }
     }
 
-    async fn repository(
-        &self,
-        probing: &mut Probing<'_>,
-        repo: &RepoRef,
-        report: &mut Report,
-    ) -> RepoResult {
+    /// Probes one repository. It only reads `probing`, so several run at once;
+    /// what it found comes back in order, to be merged into the report.
+    async fn repository(&self, probing: &Probing<'_>, repo: &RepoRef) -> (RepoResult, Findings) {
+        let mut findings = Findings::default();
+        let report = &mut findings;
         let mut result = RepoResult {
             repository: repo.to_string(),
             credential: probing.name().to_owned(),
@@ -356,7 +421,7 @@ impl Preflight {
                 );
             }
             Some(Ok(reply)) => {
-                self.note_headers(probing, &reply);
+                report.note(&reply);
                 result.api = diagnosis::verdict(reply.status);
                 if reply.status == 200 {
                     result.private = api::is_private(&reply.body);
@@ -378,7 +443,7 @@ impl Preflight {
 
         // 2. git, the way git will ask.
         let Some(auth) = probing.git() else {
-            return result;
+            return (result, findings);
         };
         let read = git_probe::info_refs(
             &self.http,
@@ -435,7 +500,7 @@ impl Preflight {
                 result.write = Verdict::Unknown;
             }
         }
-        result
+        (result, findings)
     }
 
     /// Records a git probe's outcome in `verdict`; returns whether it succeeded.
@@ -445,7 +510,7 @@ impl Preflight {
         repo: &RepoRef,
         outcome: Result<Reply, TransportError>,
         probe: Probe,
-        report: &mut Report,
+        report: &mut Findings,
         verdict_slot: &mut Verdict,
     ) -> bool {
         let service = if probe == Probe::GitWrite {
@@ -503,7 +568,7 @@ impl Preflight {
         probing: &Probing<'_>,
         repo: &RepoRef,
         outcome: Result<Reply, TransportError>,
-        report: &mut Report,
+        report: &mut Findings,
     ) -> Verdict {
         match outcome {
             Err(e) => {
@@ -527,15 +592,6 @@ impl Preflight {
                 report.push(probing.status_problem(&reply, Probe::Lfs, Some(repo)));
                 diagnosis::verdict(reply.status)
             }
-        }
-    }
-
-    fn note_headers(&self, probing: &mut Probing<'_>, reply: &Reply) {
-        if let Some(kind) = reply.header("x-credential-type") {
-            probing.summary.credential_type = Some(kind.to_owned());
-        }
-        if let Some(scopes) = api::scopes(reply) {
-            probing.summary.scopes = Some(scopes);
         }
     }
 }

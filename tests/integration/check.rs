@@ -1156,3 +1156,73 @@ async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
         "{problem}"
     );
 }
+
+/// Thirty repositories, each answering after a delay: probed several at a
+/// time, reported in the order given; a 429 on one pauses and is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_repositories_are_probed_concurrently_and_reported_in_order() {
+    use wiremock::matchers::query_param;
+    let api = bb::start().await;
+    let names: Vec<String> = (0..30).map(|i| format!("acme/r{i:02}")).collect();
+    for name in &names {
+        Mock::given(method("GET"))
+            .and(path(format!("/2.0/repositories/{name}")))
+            .respond_with(
+                authenticated(bb::private_repository(), "repo_access_token")
+                    .set_delay(std::time::Duration::from_millis(100)),
+            )
+            .mount(&api)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/{name}.git/info/refs")))
+            .and(query_param("service", "git-upload-pack"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(
+                        "001e# service=git-upload-pack\n0000",
+                        "application/x-git-upload-pack-advertisement",
+                    )
+                    .set_delay(std::time::Duration::from_millis(100)),
+            )
+            .mount(&api)
+            .await;
+    }
+    // The first request for r07 is rate-limited once.
+    Mock::given(method("GET"))
+        .and(path("/2.0/repositories/acme/r07"))
+        .respond_with(ResponseTemplate::new(429).set_body_string("Rate limit exceeded"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    let mut bb = Bb::new()
+        .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+        .args(["check", "--format", "json", "--retries", "2"])
+        .args(["--api-url", &api_url(&api), "--git-url", &api.uri()]);
+    for name in &names {
+        bb = bb.args(["--repo", name]);
+    }
+    let run = bb.run();
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let reported: Vec<String> = run.json()["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .map(|r| r["repository"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(reported, names);
+    assert!(
+        run.json()["repositories"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|r| r["read"] == "ok" && r["api"] == "ok")),
+        "{}",
+        run.describe()
+    );
+    assert_no_leak(
+        &run,
+        bb.dir.path(),
+        FAKE_ACCESS_TOKEN,
+        &["x-token-auth"],
+        &[],
+    );
+}
