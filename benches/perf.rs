@@ -3,7 +3,7 @@
 //! No timing assertions: the numbers go in README.md ("Performance").
 //!
 //! Run: `cargo bench --locked --bench perf` (all), or name sections:
-//! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight memory`.
+//! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight many memory`.
 //! `BBINJECT_PERF_MIB` sets the size of the streamed log (default 1024);
 //! `BBINJECT_PERF_SAMPLES=1` prints every sample, not only the medians.
 
@@ -53,6 +53,9 @@ fn main() {
     }
     if wanted("latency") {
         latency(work.path());
+    }
+    if wanted("many") {
+        many_repositories();
     }
     if wanted("overhead") {
         overhead();
@@ -491,4 +494,58 @@ fn preflight(server: &git_server::GitServer) {
         medians[0],
         medians[1],
     );
+}
+
+/// `check` of 1, 10 and 30 repositories against a mock that answers every
+/// request (REST and git) after 0.2 s: the ratio to one repository shows how
+/// many round trips the preflight costs, whatever the number of repositories.
+fn many_repositories() {
+    const LATENCY: Duration = Duration::from_millis(200);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let api = runtime.block_on(async {
+        use wiremock::matchers::{method, path_regex};
+        let api = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("GET"))
+            .and(path_regex(r"^/2\.0/repositories/acme/r\d+$"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200)
+                    .insert_header("x-credential-type", "repo_access_token")
+                    .set_body_string(r#"{"is_private":true}"#)
+                    .set_delay(LATENCY),
+            )
+            .mount(&api)
+            .await;
+        wiremock::Mock::given(method("GET"))
+            .and(path_regex(r"^/acme/r\d+\.git/info/refs$"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200)
+                    .set_body_raw(
+                        "001e# service=git-upload-pack\n0000",
+                        "application/x-git-upload-pack-advertisement",
+                    )
+                    .set_delay(LATENCY),
+            )
+            .mount(&api)
+            .await;
+        api
+    });
+    let check = |n: usize| {
+        let api_url = format!("{}/2.0", api.uri());
+        let git = api.uri();
+        move || {
+            let mut c = Command::new(BIN);
+            c.args(["check", "--api-url", &api_url, "--git-url", &git]);
+            for i in 0..n {
+                c.args(["--repo", &format!("acme/r{i}")]);
+            }
+            c.env("BITBUCKET_ACCESS_TOKEN", SECRET).stdout(Stdio::null());
+            time(c)
+        }
+    };
+    let medians = compare(
+        RUNS,
+        vec![Box::new(check(1)), Box::new(check(10)), Box::new(check(30))],
+    );
+    row("preflight: 10 repositories vs 1 (0.2 s latency)", medians[1], medians[0]);
+    row("preflight: 30 repositories vs 1 (0.2 s latency)", medians[2], medians[0]);
 }
