@@ -71,6 +71,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         repos,
         allow,
         proxies,
+        patterns: known_patterns,
     } = settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let exe = child_env::current_exe().map_err(Error::RuntimeDir)?;
     let git_config = child_env::git_config_entries(
@@ -94,7 +95,13 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             Err(code) => return Ok(code),
         };
 
-    let (patterns, too_short) = Patterns::for_run(&set, &bearers, &proxies);
+    // Only OAuth bearer tokens add secrets after set-up; building the
+    // automaton again for thousands of credentials would cost as much again.
+    let (patterns, too_short) = if bearers.iter().any(Option::is_some) {
+        Patterns::for_run(&set, &bearers, &proxies)
+    } else {
+        known_patterns
+    };
     redact::set_global(patterns.clone());
     for source in too_short {
         eprint_line(&format!(

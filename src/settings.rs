@@ -101,6 +101,10 @@ pub struct Prepared {
     pub repos: Vec<crate::credential::RepoRef>,
     pub allow: AllowList,
     pub proxies: Vec<(Secret, String, String)>,
+    /// The redaction patterns of every secret known so far (and the sources
+    /// of those too short to mask): built once; rebuilt only when OAuth
+    /// bearer tokens add secrets.
+    pub patterns: (Option<std::sync::Arc<Patterns>>, Vec<String>),
 }
 
 pub fn prepare(
@@ -117,13 +121,15 @@ pub fn prepare(
         allow.add(host)?;
     }
     let proxies = proxy_secrets(env);
-    redact::set_global(Patterns::for_run(&set, &[], &proxies).0);
+    let (patterns, too_short) = Patterns::for_run(&set, &[], &proxies);
+    redact::set_global(patterns.clone());
     Ok(Prepared {
         set,
         settings,
         repos,
         allow,
         proxies,
+        patterns: (patterns, too_short),
     })
 }
 
