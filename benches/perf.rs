@@ -538,7 +538,8 @@ fn many_repositories() {
             for i in 0..n {
                 c.args(["--repo", &format!("acme/r{i}")]);
             }
-            c.env("BITBUCKET_ACCESS_TOKEN", SECRET).stdout(Stdio::null());
+            c.env("BITBUCKET_ACCESS_TOKEN", SECRET)
+                .stdout(Stdio::null());
             time(c)
         }
     };
@@ -546,6 +547,14 @@ fn many_repositories() {
         RUNS,
         vec![Box::new(check(1)), Box::new(check(10)), Box::new(check(30))],
     );
-    row("preflight: 10 repositories vs 1 (0.2 s latency)", medians[1], medians[0]);
-    row("preflight: 30 repositories vs 1 (0.2 s latency)", medians[2], medians[0]);
+    row(
+        "preflight: 10 repositories vs 1 (0.2 s latency)",
+        medians[1],
+        medians[0],
+    );
+    row(
+        "preflight: 30 repositories vs 1 (0.2 s latency)",
+        medians[2],
+        medians[0],
+    );
 }

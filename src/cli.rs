@@ -195,29 +195,8 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with_all = ["repos", "no_preflight", "max_uses", "hosts"])]
     pub revoke: bool,
 
-    /// Answer only for these repositories (WORKSPACE/SLUG or WORKSPACE/*,
-    /// repeatable; BBINJECT_ALLOW_REPO takes a comma-separated list); every
-    /// other request is refused, however broad the token.
-    #[arg(
-        long = "allow-repo",
-        value_name = "WORKSPACE/SLUG",
-        env = "BBINJECT_ALLOW_REPO",
-        value_delimiter = ','
-    )]
-    pub allow_repos: Vec<String>,
-
-    /// Answer only for the --repo repositories: the preflight's list is the allow-list.
-    #[arg(long)]
-    pub allow_checked: bool,
-
-    /// Append one JSON line per broker decision to PATH (created 0600; `-`
-    /// for stderr with exec). Never holds a secret.
-    #[arg(long, value_name = "PATH")]
-    pub audit_log: Option<PathBuf>,
-
-    /// As for `exec`: route SSH-style URLs of the allowed hosts over HTTPS.
-    #[arg(long, env = "BBINJECT_REWRITE_SSH")]
-    pub rewrite_ssh: bool,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -268,35 +247,12 @@ pub struct ExecArgs {
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
 
-    /// Answer only for these repositories (WORKSPACE/SLUG or WORKSPACE/*,
-    /// repeatable; BBINJECT_ALLOW_REPO takes a comma-separated list); every
-    /// other request is refused, however broad the token.
-    #[arg(
-        long = "allow-repo",
-        value_name = "WORKSPACE/SLUG",
-        env = "BBINJECT_ALLOW_REPO",
-        value_delimiter = ','
-    )]
-    pub allow_repos: Vec<String>,
-
-    /// Answer only for the --repo repositories: the preflight's list is the allow-list.
-    #[arg(long)]
-    pub allow_checked: bool,
-
-    /// Append one JSON line per broker decision to PATH (created 0600; `-`
-    /// for stderr with exec). Never holds a secret.
-    #[arg(long, value_name = "PATH")]
-    pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 
     /// Leave the variables that held the secret in CMD's environment.
     #[arg(long)]
     pub keep_env: bool,
-
-    /// Send SSH-style URLs of the allowed hosts (`git@bitbucket.org:ws/r.git`,
-    /// `ssh://git@bitbucket.org/ws/r.git`, e.g. in .gitmodules) over HTTPS
-    /// through the broker, by environment-only `url.<https>.insteadOf` rules.
-    #[arg(long, env = "BBINJECT_REWRITE_SSH")]
-    pub rewrite_ssh: bool,
 
     /// Pass CMD's output through untouched instead of masking secrets in it
     /// (CMD then writes to bbinject's stdout and stderr directly, so it sees a
@@ -349,6 +305,36 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub probe: ProbeArgs,
+}
+
+/// What the broker of `exec` and `export` may answer for, and its records.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Answer only for these repositories (WORKSPACE/SLUG or WORKSPACE/*,
+    /// repeatable; BBINJECT_ALLOW_REPO takes a comma-separated list); every
+    /// other request is refused, however broad the token.
+    #[arg(
+        long = "allow-repo",
+        value_name = "WORKSPACE/SLUG",
+        env = "BBINJECT_ALLOW_REPO",
+        value_delimiter = ','
+    )]
+    pub allow_repos: Vec<String>,
+
+    /// Answer only for the --repo repositories: the preflight's list is the allow-list.
+    #[arg(long)]
+    pub allow_checked: bool,
+
+    /// Append one JSON line per broker decision to PATH (created 0600; `-`
+    /// for stderr with exec). Never holds a secret.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Send SSH-style URLs of the allowed hosts (`git@bitbucket.org:ws/r.git`,
+    /// `ssh://git@bitbucket.org/ws/r.git`, e.g. in .gitmodules) over HTTPS
+    /// through the broker, by environment-only `url.<https>.insteadOf` rules.
+    #[arg(long, env = "BBINJECT_REWRITE_SSH")]
+    pub rewrite_ssh: bool,
 }
 
 /// Options shared by every command that reads credentials and runs the preflight.

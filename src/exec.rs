@@ -79,11 +79,12 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         allow.origins(),
         &child_env::helper_command(&exe),
         child_env::ChildOptions {
-            rewrite_ssh: args.rewrite_ssh || set.defaults.rewrite_ssh,
+            rewrite_ssh: args.broker.rewrite_ssh || set.defaults.rewrite_ssh,
         },
     )?;
     let child_defaults = child_env::defaults_for_child(env);
-    let allow_repos = settings::allow_list(&args.allow_repos, args.allow_checked, &repos)?;
+    let allow_repos =
+        settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
@@ -117,7 +118,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         );
     }
 
-    let audit = match &args.audit_log {
+    let audit = match &args.broker.audit_log {
         Some(path) => Some(AuditLog::open(path).map_err(|e| Error::AuditLog {
             path: path.display().to_string(),
             reason: e.kind().to_string(),

@@ -56,9 +56,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         ..
     } = crate::settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let rewrite_ssh_default = set.defaults.rewrite_ssh;
-    let allow_repos = crate::settings::allow_list(&args.allow_repos, args.allow_checked, &repos)?;
+    let allow_repos =
+        crate::settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
     // The detached broker has no stderr and runs in `/`: a file, by absolute path.
-    let audit_log = match &args.audit_log {
+    let audit_log = match &args.broker.audit_log {
         Some(path) if path.as_os_str() == "-" => {
             return Err(Error::AuditLog {
                 path: "-".into(),
@@ -128,7 +129,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         allow.origins(),
         &crate::broker::child_env::helper_command(&exe),
         crate::broker::child_env::ChildOptions {
-            rewrite_ssh: args.rewrite_ssh || rewrite_ssh_default,
+            rewrite_ssh: args.broker.rewrite_ssh || rewrite_ssh_default,
         },
     )?;
     let mut vars: Vec<(String, String)> = vec![
