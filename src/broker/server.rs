@@ -273,7 +273,7 @@ impl Drop for Broker {
 
 async fn handle(mut stream: UnixStream, state: Arc<State>) {
     let peer = match stream.peer_cred() {
-        Ok(cred) if cred.uid() == state.uid => super::audit::Peer::of(cred.pid(), cred.uid()),
+        Ok(cred) if cred.uid() == state.uid => cred,
         Ok(cred) => {
             tracing::warn!(
                 peer_uid = cred.uid(),
@@ -323,7 +323,8 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             granted: matches!(answer, Answer::Granted { .. } | Answer::Revoked),
             refusal: refusal.as_ref(),
             credential: entry.map(|e| (e.name.as_str(), e.fingerprint.as_str())),
-            peer: &peer,
+            // Read from /proc only when there is a log to write it to.
+            peer: &super::audit::Peer::of(peer.pid(), peer.uid()),
         });
     }
     let path = request.path.as_deref().unwrap_or("");
