@@ -9,23 +9,18 @@
 use std::io::Write as _;
 
 use crate::bitbucket::{Preflight, Problem, Report};
-use crate::broker::policy::{AllowList, Origin};
+use crate::broker::policy::Origin;
 use crate::cli::{CheckArgs, Format};
 use crate::credential::{Environment, RepoPattern};
 use crate::error::{self, Error, Exit};
-use crate::settings::{Settings, repositories, resolve};
+use crate::settings::{Settings, allowed_origins, repositories, resolve};
 
 pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
     let prepared = (|| {
         let set = resolve(&args.probe, env)?;
         let settings = Settings::new(&args.probe, &set)?;
         let repos = repositories(&args.repos, env)?;
-        let mut hosts = vec![Origin::from_endpoint(&settings.endpoints.git)];
-        for host in &set.defaults.hosts {
-            let mut allow = AllowList::default();
-            allow.add(host)?;
-            hosts.extend(allow.origins().iter().cloned());
-        }
+        let hosts = allowed_origins(&settings, &[], &set)?.origins().to_vec();
         let rewrite_ssh = set.defaults.rewrite_ssh || flag_set(env, "BBINJECT_REWRITE_SSH");
         let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?
             .with_lfs(settings.lfs)

@@ -116,10 +116,7 @@ pub fn prepare(
     let set = resolve(probe, env)?;
     let settings = Settings::new(probe, &set)?;
     let repos = repositories(repos, env)?;
-    let mut allow = AllowList::new(&settings.endpoints.git);
-    for host in hosts.iter().chain(set.defaults.hosts.iter()) {
-        allow.add(host)?;
-    }
+    let allow = allowed_origins(&settings, hosts, &set)?;
     let proxies = proxy_secrets(env);
     let (patterns, too_short) = Patterns::for_run(&set, &[], &proxies);
     redact::set_global(patterns.clone());
@@ -196,6 +193,20 @@ pub async fn preflight_and_tokens(
             Err(report.exit())
         }
     })
+}
+
+/// The origins the broker may answer for: the `--git-url` host, `--host`
+/// values and the config's `hosts`.
+pub fn allowed_origins(
+    settings: &Settings,
+    hosts: &[String],
+    set: &CredentialSet,
+) -> Result<AllowList, Error> {
+    let mut allow = AllowList::new(&settings.endpoints.git);
+    for host in hosts.iter().chain(set.defaults.hosts.iter()) {
+        allow.add(host)?;
+    }
+    Ok(allow)
 }
 
 /// The broker's repository allow-list: `--allow-repo` entries, plus the
