@@ -1,59 +1,32 @@
 //! `--allow-repo` and `--audit-log`: the broker answers only for the
 //! repositories a build may touch, and records every decision.
 
-use crate::support::git_server::{GitServer, create_repo};
-use crate::support::{Bb, FAKE_ACCESS_TOKEN, Run, assert_no_leak};
-
-const TOKEN_USER: &str = "x-token-auth";
-
-struct World {
-    _root: tempfile::TempDir,
-    server: GitServer,
-    bb: Bb,
-}
+use crate::support::exec_world::{TOKEN_USER, World};
+use crate::support::{FAKE_ACCESS_TOKEN, Run, assert_no_leak};
 
 fn world() -> World {
-    let root = tempfile::tempdir().expect("tempdir");
-    for repo in ["acme/app", "acme/lib", "acme/other", "acme/sub"] {
-        create_repo(root.path(), repo, &[("README.md", repo.as_bytes())]);
-    }
-    let server = GitServer::builder(root.path())
-        .user(TOKEN_USER, FAKE_ACCESS_TOKEN)
-        .start();
-    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
-    std::fs::write(
-        bb.home().join(".gitconfig"),
-        "[credential]\n\thelper = store\n[user]\n\tname = CI\n\temail = ci@example.invalid\n[protocol \"file\"]\n\tallow = always\n",
-    )
-    .expect("gitconfig");
-    World {
-        _root: root,
-        server,
-        bb,
-    }
+    World::new(&[
+        ("acme/app", &[("README.md", b"acme/app")]),
+        ("acme/lib", &[("README.md", b"acme/lib")]),
+        ("acme/other", &[("README.md", b"acme/other")]),
+        ("acme/sub", &[("README.md", b"acme/sub")]),
+    ])
 }
 
-impl World {
-    fn exec(&self, extra: &[&str], script: &str) -> Run {
-        let url = self.server.url();
-        let mut command = self.bb.command();
-        command
-            .args(["exec", "--no-preflight", "--git-url", &url])
-            .args(extra)
-            .args(["--", "sh", "-c", script])
-            .stdin(std::process::Stdio::null());
-        Run::from(command.output().expect("run"))
-    }
+/// `bbinject exec` in the test's directory, as the scenarios below run it.
+fn exec(w: &World, extra: &[&str], script: &str) -> Run {
+    w.exec(extra, w.bb.dir.path(), &[], script)
+}
 
-    fn audit(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.bb.path("audit.jsonl")).expect("audit log");
-        text.lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line:?}"))
-            })
-            .collect()
-    }
+/// The audit log's records, each line parsed as one JSON object.
+fn audit_records(w: &World) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(w.bb.path("audit.jsonl")).expect("audit log");
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line:?}"))
+        })
+        .collect()
 }
 
 #[test]
@@ -65,7 +38,8 @@ fn only_allowed_repositories_get_the_credential_and_every_decision_is_recorded()
          (git clone -q {url}/acme/other.git c 2>&1; echo third=$?)"
     );
     let audit = w.bb.path("audit.jsonl").display().to_string();
-    let run = w.exec(
+    let run = exec(
+        &w,
         &[
             "--allow-repo",
             "acme/app",
@@ -89,7 +63,7 @@ fn only_allowed_repositories_get_the_credential_and_every_decision_is_recorded()
     assert!(w.server.authorizations_for("acme/other").is_empty());
     assert!(!w.server.authorizations_for("acme/app").is_empty());
 
-    let records = w.audit();
+    let records = audit_records(&w);
     let granted: Vec<&str> = records
         .iter()
         .filter(|r| r["decision"] == "granted")
@@ -166,7 +140,7 @@ fn allow_checked_uses_the_preflight_list_and_askpass_without_a_path_is_refused()
         "git clone -q {url}/acme/app.git a && \
          (git -c credential.useHttpPath=false -c credential.helper= clone -q {url}/acme/app.git b 2>&1; echo nopath=$?)"
     );
-    let run = w.exec(&["--repo", "acme/app", "--allow-checked"], &script);
+    let run = exec(&w, &["--repo", "acme/app", "--allow-checked"], &script);
     assert_eq!(run.code(), 0, "{}", run.describe());
     assert!(w.bb.path("a/README.md").exists(), "{}", run.describe());
     assert!(!run.stdout.contains("nopath=0"), "{}", run.describe());
@@ -190,9 +164,9 @@ fn the_audit_log_holds_whole_lines_under_concurrent_submodule_fetches() {
          git clone -q --recurse-submodules --jobs 4 ./super copy && echo cloned"
     );
     let audit = w.bb.path("audit.jsonl").display().to_string();
-    let run = w.exec(&["--audit-log", &audit], &script);
+    let run = exec(&w, &["--audit-log", &audit], &script);
     assert!(run.stdout.contains("cloned"), "{}", run.describe());
-    let records = w.audit();
+    let records = audit_records(&w);
     assert!(records.len() >= 6, "{} records", records.len());
     assert!(records.iter().all(|r| r["decision"] == "granted"));
     assert_no_leak(&run, w.bb.dir.path(), FAKE_ACCESS_TOKEN, &[TOKEN_USER], &[]);
@@ -214,7 +188,7 @@ fn export_carries_the_allow_list_and_the_audit_log_to_the_detached_broker() {
     let run = w.bb.shell("sh", &script);
     assert!(w.bb.path("a/README.md").exists(), "{}", run.describe());
     assert!(!run.stdout.contains("second=0"), "{}", run.describe());
-    let records = w.audit();
+    let records = audit_records(&w);
     assert!(
         records
             .iter()

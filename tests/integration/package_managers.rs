@@ -4,80 +4,9 @@
 //! and every file they wrote is scanned for the secret afterwards. So are
 //! SSH-style submodule URLs (`--rewrite-ssh`).
 
-use std::path::{Path, PathBuf};
-
+use crate::support::exec_world::{TOKEN_USER, World};
 use crate::support::git_server::{GitServer, create_repo, run_git};
-use crate::support::{Bb, FAKE_ACCESS_TOKEN, Run, assert_no_leak};
-
-const TOKEN_USER: &str = "x-token-auth";
-
-/// A repository to create: its name and its files.
-type RepoSpec<'a> = (&'a str, &'a [(&'a str, &'a [u8])]);
-
-struct World {
-    _root: tempfile::TempDir,
-    server: GitServer,
-    bb: Bb,
-}
-
-impl World {
-    fn new(repos: &[RepoSpec<'_>]) -> Self {
-        let root = tempfile::tempdir().expect("tempdir");
-        for (name, files) in repos {
-            create_repo(root.path(), name, files);
-        }
-        let server = GitServer::builder(root.path())
-            .user(TOKEN_USER, FAKE_ACCESS_TOKEN)
-            .start();
-        let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN);
-        std::fs::write(
-            bb.home().join(".gitconfig"),
-            "[credential]\n\thelper = store\n[user]\n\tname = CI\n\temail = ci@example.invalid\n[init]\n\tdefaultBranch = main\n",
-        )
-        .expect("gitconfig");
-        Self {
-            _root: root,
-            server,
-            bb,
-        }
-    }
-
-    /// `bbinject exec --no-preflight --git-url <server> [extra] -- sh -c script`
-    /// in `dir`, with `envs`.
-    fn exec(&self, extra: &[&str], dir: &Path, envs: &[(&str, &str)], script: &str) -> Run {
-        let url = self.server.url();
-        let mut command = self.bb.command();
-        command
-            .current_dir(dir)
-            .args(["exec", "--no-preflight", "--git-url", &url])
-            .args(extra)
-            .args(["--", "sh", "-c", script])
-            .stdin(std::process::Stdio::null());
-        for (k, v) in envs {
-            command.env(k, v);
-        }
-        Run::from(command.output().expect("run"))
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        let dir = self.bb.path(name);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
-    }
-
-    /// No form of the secret in the output or in any file under the temp dir
-    /// (which holds every cache the tools were given), and no `~/.git-credentials`.
-    fn assert_clean(&self, run: &Run) {
-        assert_no_leak(
-            run,
-            self.bb.dir.path(),
-            FAKE_ACCESS_TOKEN,
-            &[TOKEN_USER],
-            &[],
-        );
-        assert!(!self.bb.home().join(".git-credentials").exists());
-    }
-}
+use crate::support::{Bb, FAKE_ACCESS_TOKEN};
 
 /// The real home's rustup, so `cargo` runs with an isolated HOME.
 fn rustup_home() -> String {
@@ -161,7 +90,7 @@ fn ssh_style_submodule_urls_go_over_https_with_rewrite_ssh_and_fail_clearly_with
     // Gitlinks pointing at the submodules' commits.
     for (path, repo) in [("lib", "acme/lib"), ("tools", "acme/tools")] {
         let head = run_git(
-            &w._root.path().join(format!("{repo}.git")),
+            &w.root.path().join(format!("{repo}.git")),
             &["rev-parse", "HEAD"],
         );
         run_git(
@@ -176,9 +105,9 @@ fn ssh_style_submodule_urls_go_over_https_with_rewrite_ssh_and_fail_clearly_with
     }
     run_git(&work, &["add", "README.md", ".gitmodules"]);
     run_git(&work, &["commit", "--quiet", "-m", "super"]);
-    let bare = w._root.path().join("acme/super.git");
+    let bare = w.root.path().join("acme/super.git");
     run_git(
-        w._root.path(),
+        w.root.path(),
         &[
             "clone",
             "--quiet",
@@ -391,7 +320,7 @@ fn git_lfs_clones_and_pushes_whether_anonymous_requests_get_403_or_401() {
             .lfs(anonymous)
             .start();
         let w = World {
-            _root: root,
+            root,
             server,
             bb: Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
         };
@@ -443,7 +372,7 @@ fn git_lfs_clones_and_pushes_whether_anonymous_requests_get_403_or_401() {
         );
         let (second, _) = lfs_pointer(b"another large file\n");
         assert!(
-            w._root.path().join("lfs-objects").join(second).exists(),
+            w.root.path().join("lfs-objects").join(second).exists(),
             "anonymous {anonymous}: the object was not uploaded"
         );
         w.assert_clean(&run);

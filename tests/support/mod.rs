@@ -8,6 +8,7 @@
 
 pub mod background;
 pub mod bitbucket_mock;
+pub mod exec_world;
 pub mod git_server;
 pub mod tls_front;
 
