@@ -113,10 +113,31 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpErro
             .filter(|c| !c.is_empty())
             .ok_or(HttpError::CaFileInvalid { path: shown })?;
         builder = builder.tls_certs_merge(certs);
+    } else if !system_roots_present() {
+        // A static binary copied into scratch, distroless or busybox finds no
+        // CA bundle. The system's store wins whenever it has one (so an admin's
+        // additions and removals hold); only an empty one falls back to the
+        // Mozilla roots compiled in. ARCHITECTURE.md §8.
+        tracing::info!(
+            "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs): \
+             trusting the {} Mozilla root certificates built into bbinject",
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+        );
+        builder = builder.tls_certs_only(
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+        );
     }
     builder
         .build()
         .map_err(|e| HttpError::Client(strip_userinfo(&error_chain(&e))))
+}
+
+/// Whether the system has a CA store to trust: `rustls-native-certs` looks
+/// where the platform verifier will (`SSL_CERT_FILE`/`SSL_CERT_DIR` first).
+fn system_roots_present() -> bool {
+    !rustls_native_certs::load_native_certs().certs.is_empty()
 }
 
 /// A response, with its body read (up to a bound).

@@ -687,6 +687,68 @@ async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
     );
 }
 
+/// A static binary in an image without a CA bundle (scratch, distroless,
+/// busybox): the built-in Mozilla roots are trusted instead, so TLS works
+/// against public CAs; a private CA still needs `--ca-file`, which still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_system_ca_store_the_built_in_roots_are_used() {
+    use crate::support::tls_front::TlsFront;
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let api_tls = TlsFront::start(*w.api.address());
+    let git_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
+    let git_tls = TlsFront::start(git_addr);
+    let bb = Bb::new();
+    // An empty store: rustls-native-certs reads only these when they are set.
+    let empty_file = bb.file("empty.pem", b"", 0o644);
+    let empty_dir = bb.dir.path().join("no-certs");
+    std::fs::create_dir(&empty_dir).expect("dir");
+    let bb = bb
+        .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
+        .env("SSL_CERT_FILE", empty_file.display().to_string())
+        .env("SSL_CERT_DIR", empty_dir.display().to_string())
+        .args([
+            "check",
+            "-v",
+            "--format",
+            "json",
+            "--repo",
+            "acme/app",
+            "--retries",
+            "0",
+            "--api-url",
+            &format!("{}/2.0", api_tls.url()),
+            "--git-url",
+            &git_tls.url(),
+        ]);
+    let run = bb.run();
+    // Before: "cannot set up the HTTP client: No CA certificates were loaded
+    // from the system" with a "this is a bug" hint, and no probe at all.
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    run.problem("tls-untrusted");
+    assert!(
+        run.stderr
+            .contains("Mozilla root certificates built into bbinject"),
+        "{}",
+        run.describe()
+    );
+
+    let ca = bb.file(
+        "ca.pem",
+        format!("{}{}", api_tls.ca_pem(), git_tls.ca_pem()).as_bytes(),
+        0o644,
+    );
+    let run = bb.args(["--ca-file", &ca.display().to_string()]).run();
+    assert_eq!(run.code(), 0, "{}", run.describe());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
     use crate::support::tls_front::TlsFront;
