@@ -10,6 +10,9 @@
 mod background;
 #[path = "../tests/support/git_server.rs"]
 mod git_server;
+#[path = "support/mock_api.rs"]
+mod mock_api;
+use mock_api::mock_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -221,22 +224,6 @@ fn build_bbinject() -> Result<PathBuf, String> {
         return Err(format!("{} was not built", bin.display()));
     }
     Ok(bin)
-}
-
-async fn mock_api() -> wiremock::MockServer {
-    use wiremock::matchers::{method, path};
-    let api = wiremock::MockServer::start().await;
-    wiremock::Mock::given(method("GET"))
-        .and(path("/2.0/repositories/acme/app"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .insert_header("content-type", "application/json")
-                .insert_header("x-credential-type", "repo_access_token")
-                .set_body_string(r#"{"type":"repository","full_name":"acme/app","slug":"app","is_private":true}"#),
-        )
-        .mount(&api)
-        .await;
-    api
 }
 
 fn throwaway_token() -> String {

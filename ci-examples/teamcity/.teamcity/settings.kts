@@ -1,5 +1,8 @@
 // TeamCity Kotlin DSL: the token lives in a password parameter, which TeamCity
 // masks in logs and passes to the build step as an environment variable.
+// `version` is the DSL API the script is written against (documented at
+// jetbrains.com/help/teamcity/kotlin-dsl-documentation): the server must be
+// TeamCity 2025.11 or newer.
 import jetbrains.buildServer.configs.kotlin.*
 import jetbrains.buildServer.configs.kotlin.buildSteps.script
 
@@ -19,10 +22,28 @@ project {
 object Release : BuildType({
     name = "Release"
     steps {
-        // Fails the build with a diagnosis (exit 2-5) before anything else runs.
+        // The pinned release, verified against its SHA256SUMS, into the build's
+        // temporary directory; a service message puts it on PATH for later steps.
+        script {
+            name = "Install bbinject"
+            scriptContent = """
+                v=0.1.0; f=bbinject-${'$'}v-x86_64-unknown-linux-musl
+                dir="%system.teamcity.build.tempDir%/bbinject" && mkdir -p "${'$'}dir" && cd "${'$'}dir"
+                curl -fsSLO "https://github.com/bbinject/bbinject/releases/download/v${'$'}v/${'$'}f"
+                curl -fsSLO "https://github.com/bbinject/bbinject/releases/download/v${'$'}v/SHA256SUMS"
+                grep -F "  ${'$'}f" SHA256SUMS | sha256sum -c - \
+                  && install -m 0755 "${'$'}f" "${'$'}dir/bbinject" \
+                  && echo "##teamcity[setParameter name='env.PATH' value='${'$'}dir:%env.PATH%']"
+            """.trimIndent()
+        }
+        // Fails the build with a diagnosis (exit 2-5) before anything else runs:
+        // write access where the build pushes, read access where it only reads.
         script {
             name = "Preflight"
-            scriptContent = "bbinject check --repo acme/app --repo acme/shared-lib --need write"
+            scriptContent = """
+                bbinject check --repo acme/app --need write
+                bbinject check --repo acme/shared-lib
+            """.trimIndent()
         }
         // The wrapped step: git gets the token from bbinject's in-memory broker.
         script {
