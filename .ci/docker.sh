@@ -77,7 +77,7 @@ docker run --rm bbinject-bin:ci | tee "$work/bin-version"
 grep -q "^bbinject $(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1) (" "$work/bin-version" \
   || fail "the scratch image's --version"
 layers=$(docker history -q bbinject-bin:ci | wc -l)
-echo "scratch image layers: $layers"
+echo "scratch image: $layers history entries (one file, /bbinject)"
 printf 'FROM debian:bookworm-slim\nCOPY --from=bbinject-bin:ci /bbinject /usr/local/bin/bbinject\n' \
   | DOCKER_BUILDKIT=0 docker build -q -t bbinject-copied:ci - >/dev/null
 docker run --rm bbinject-copied:ci bbinject --version

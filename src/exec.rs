@@ -25,6 +25,7 @@ use crate::cli::ExecArgs;
 use crate::credential::Environment;
 use crate::error::{Error, Exit};
 use crate::redact::{self, Patterns, Redactor, eprint_line};
+use crate::secret::Secret;
 use crate::settings::{self, Prepared};
 
 /// Why git's traces could carry the credential where we cannot mask it:
@@ -89,7 +90,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
     let bearers =
-        match settings::preflight_and_tokens(&set, &repos, settings, args.no_preflight, &starting)
+        match settings::preflight_and_tokens(&set, &repos, &settings, args.no_preflight, &starting)
             .await?
         {
             Ok(bearers) => bearers,
@@ -99,7 +100,11 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     // Only OAuth bearer tokens add secrets after set-up; building the
     // automaton again for thousands of credentials would cost as much again.
     let (patterns, too_short) = if bearers.iter().any(Option::is_some) {
-        Patterns::for_run(&set, &bearers, &proxies)
+        let tokens: Vec<Option<&Secret>> = bearers
+            .iter()
+            .map(|b| b.as_ref().map(|b| &b.token))
+            .collect();
+        Patterns::for_run(&set, &tokens, &proxies)
     } else {
         known_patterns
     };
@@ -131,7 +136,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     let child_capability = OsString::from(capability.expose());
     let broker = Broker::start(
         &dir,
-        Vault::from_set(set, bearers),
+        Vault::from_set(set, bearers, &settings.mint()),
         Limits {
             allow,
             max_uses: args.max_uses,
@@ -233,8 +238,15 @@ fn start_pumps(
 /// Copies `from` to our stdout or stderr through a redactor until EOF, or
 /// until our side is closed (then the child sees a broken pipe, as it would
 /// without us).
-fn pump(mut from: impl Read, patterns: &Patterns, to: Stream) {
-    let mut redactor = Redactor::new(patterns);
+///
+/// A secret renewed while the child runs (a re-minted OAuth token, a rotated
+/// secret file) is added to the global patterns before the broker hands it
+/// out; after every read the pump checks their generation and continues with
+/// the new set, so the new value is masked from its first use.
+fn pump(mut from: impl Read, patterns: Arc<Patterns>, to: Stream) {
+    let mut seen = redact::generation();
+    let mut current = patterns;
+    let mut redactor = Redactor::new(&current);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; READ_SIZE]);
     let mut out = RawFd(match to {
         Stream::Stdout => rustix::stdio::stdout(),
@@ -247,6 +259,15 @@ fn pump(mut from: impl Read, patterns: &Patterns, to: Stream) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => None,
         };
+        if redact::generation() != seen {
+            let (generation, renewed) = redact::global();
+            seen = generation;
+            if let Some(renewed) = renewed {
+                let carry = redactor.into_carry();
+                current = renewed;
+                redactor = Redactor::resume(&current, carry);
+            }
+        }
         let delivered = deliver(&mut redactor, chunk, &mut out);
         if chunk.is_none() || delivered.is_err() {
             return;
@@ -295,7 +316,7 @@ fn spawn_pump(
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        pump(from, &patterns, to);
+        pump(from, patterns, to);
         let _ = done.send(());
     });
     finished

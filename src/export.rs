@@ -76,7 +76,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     let bearers = match crate::settings::preflight_and_tokens(
         &set,
         &repos,
-        settings,
+        &settings,
         args.no_preflight,
         "no broker started",
     )
@@ -97,7 +97,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         origins: allow.origins().to_vec(),
         max_uses: args.max_uses,
         ttl: args.ttl,
-        entries: Vault::from_set(set, bearers).entries,
+        entries: Vault::from_set(set, bearers, &settings.mint()).entries,
         allow_repos,
         audit_log,
     };

@@ -21,6 +21,7 @@
 //! (zeroized) buffers.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
@@ -107,7 +108,7 @@ impl Patterns {
     /// passwords. Also the sources of secrets too short to mask.
     pub fn for_run(
         set: &CredentialSet,
-        bearers: &[Option<Secret>],
+        bearers: &[Option<&Secret>],
         proxies: &[(Secret, String, String)],
     ) -> (Option<Arc<Patterns>>, Vec<String>) {
         let mut secrets: Vec<(&Secret, Vec<&str>, String)> = Vec::new();
@@ -129,6 +130,14 @@ impl Patterns {
         }
         let (patterns, too_short) = Patterns::for_secrets(secrets);
         (patterns.map(Arc::new), too_short)
+    }
+
+    /// These patterns and `more`: the set after a secret was renewed (the old
+    /// value stays masked too).
+    pub fn extended(&self, more: Vec<Zeroizing<Vec<u8>>>) -> Option<Self> {
+        let mut all = self.sorted.clone();
+        all.extend(more);
+        Self::new(all)
     }
 
     pub fn max_len(&self) -> usize {
@@ -176,6 +185,13 @@ impl Patterns {
     }
 }
 
+/// A stream's redaction state between two sets of patterns.
+pub struct Carry {
+    held: Zeroizing<Vec<u8>>,
+    covered: usize,
+    in_mask: bool,
+}
+
 /// Redacts one stream. Keep one per stream (stdout and stderr each get their own).
 pub struct Redactor<'p> {
     patterns: &'p Patterns,
@@ -198,6 +214,29 @@ impl<'p> Redactor<'p> {
             scratch: Zeroizing::new(Vec::new()),
             covered: 0,
             in_mask: false,
+        }
+    }
+
+    /// Ends this redactor, keeping its state (bytes held back, a mask in
+    /// progress) for [`Redactor::resume`] with other patterns.
+    pub fn into_carry(self) -> Carry {
+        Carry {
+            held: self.held,
+            covered: self.covered,
+            in_mask: self.in_mask,
+        }
+    }
+
+    /// Continues a stream with `patterns` (a superset of the old ones: a
+    /// secret was renewed) where [`Redactor::into_carry`] left it. Held bytes
+    /// are scanned again with the new patterns on the next feed.
+    pub fn resume(patterns: &'p Patterns, carry: Carry) -> Self {
+        Self {
+            patterns,
+            held: carry.held,
+            scratch: Zeroizing::new(Vec::new()),
+            covered: carry.covered,
+            in_mask: carry.in_mask,
         }
     }
 
@@ -389,13 +428,51 @@ pub fn mask_secrets(text: &str, secrets: &[(&Secret, &[&str])]) -> String {
 }
 
 static GLOBAL: RwLock<Option<Arc<Patterns>>> = RwLock::new(None);
+/// Bumped each time the global patterns change, so the child's output pumps
+/// notice a renewed secret without taking the lock for every chunk.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Makes `patterns` the ones our own logs and error messages are redacted
 /// with (replacing earlier ones, as more secrets become known).
 pub fn set_global(patterns: Option<Arc<Patterns>>) {
     if let Ok(mut global) = GLOBAL.write() {
         *global = patterns;
+        GENERATION.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// The global patterns now, with their generation.
+pub fn global() -> (u64, Option<Arc<Patterns>>) {
+    let global = GLOBAL.read().ok().and_then(|g| g.clone());
+    (GENERATION.load(Ordering::SeqCst), global)
+}
+
+/// The generation of the global patterns (see [`global`]).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::SeqCst)
+}
+
+/// Adds every printable form of a renewed `secret` (a re-minted OAuth token,
+/// a rotated secret file's value) to the global patterns. The broker calls
+/// this *before* handing the secret to anyone, so the child's output pumps
+/// (which check the generation after every read) mask it from its first use.
+/// `false` if it is too short to mask.
+pub fn add_secret(secret: &Secret, usernames: &[&str]) -> bool {
+    if secret.len() < MIN_SECRET_LEN {
+        return false;
+    }
+    let more = forms(secret.expose().as_bytes(), usernames);
+    if let Ok(mut global) = GLOBAL.write() {
+        let next = match global.as_ref() {
+            Some(current) => current.extended(more),
+            None => Patterns::new(more),
+        };
+        if let Some(next) = next {
+            *global = Some(Arc::new(next));
+            GENERATION.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    true
 }
 
 /// Our own output, redacted with the global patterns (if any were set).
@@ -482,6 +559,33 @@ mod tests {
         }
         r.finish(&mut out).expect("finish");
         (out, max_held)
+    }
+
+    /// A secret renewed mid-stream: the stream switches to the extended
+    /// patterns wherever it was cut, the new value straddling the switch is
+    /// masked, and the old value stays masked.
+    #[test]
+    fn a_stream_resumed_with_a_renewed_secret_masks_both_values() {
+        let old = patterns(&[b"FAKEold-token-1234"]);
+        let new = old
+            .extended(vec![Zeroizing::new(b"FAKEnew-token-5678".to_vec())])
+            .expect("extended");
+        let input = b"a FAKEold-token-1234 b FAKEnew-token-5678 c FAKEold-token-1234";
+        // The broker adds a secret before anyone has it, so the switch always
+        // comes before the new value's first byte: every cut up to there.
+        let new_starts = 23;
+        assert_eq!(&input[new_starts..new_starts + 7], b"FAKEnew");
+        for cut in 0..=new_starts {
+            let mut out = Vec::new();
+            let mut r = Redactor::new(&old);
+            r.feed(&input[..cut], &mut out).expect("feed");
+            let carry = r.into_carry();
+            let mut r = Redactor::resume(&new, carry);
+            r.feed(&input[cut..], &mut out).expect("feed");
+            r.finish(&mut out).expect("finish");
+            let shown = String::from_utf8_lossy(&out);
+            assert_eq!(shown, "a **** b **** c ****", "cut at {cut}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! tokens a broker needs. It never starts a process or a broker, and never
 //! prints a value.
 
-use crate::bitbucket::{self, Endpoints, HttpSettings, Need, Preflight};
+use crate::bitbucket::{self, Bearer, Endpoints, HttpSettings, Need, Preflight};
 use crate::broker::policy::AllowList;
 use crate::cli::ProbeArgs;
 use crate::credential::{CredentialSet, Environment, RepoPattern, RepoRef, Resolver};
@@ -64,6 +64,16 @@ impl Settings {
             lfs: args.lfs || defaults.lfs,
             jobs: usize::from(args.jobs),
         })
+    }
+}
+
+impl Settings {
+    /// Where the broker mints an OAuth consumer's next token.
+    pub fn mint(&self) -> crate::broker::server::MintSettings {
+        crate::broker::server::MintSettings {
+            http: self.http.clone(),
+            token_url: self.endpoints.token.clone(),
+        }
     }
 }
 
@@ -137,10 +147,10 @@ pub fn prepare(
 pub async fn preflight_and_tokens(
     set: &CredentialSet,
     repos: &[crate::credential::RepoRef],
-    settings: Settings,
+    settings: &Settings,
     skip: bool,
     doing: &str,
-) -> Result<Result<Vec<Option<Secret>>, Exit>, Error> {
+) -> Result<Result<Vec<Option<Bearer>>, Exit>, Error> {
     // The HTTP client (and the system CA bundle it loads) is only needed for a
     // preflight or an OAuth token: `--no-preflight` with a token skips it.
     let needs_http = !skip
@@ -154,9 +164,13 @@ pub async fn preflight_and_tokens(
     if !needs_http {
         return Ok(Ok(set.credentials().map(|_| None).collect()));
     }
-    let preflight = Preflight::new(settings.http, settings.endpoints, settings.need)?
-        .with_lfs(settings.lfs)
-        .with_jobs(settings.jobs);
+    let preflight = Preflight::new(
+        settings.http.clone(),
+        settings.endpoints.clone(),
+        settings.need,
+    )?
+    .with_lfs(settings.lfs)
+    .with_jobs(settings.jobs);
     let mut known_tokens = Vec::new();
     if !skip {
         let (mut report, tokens) = preflight.run_keeping_tokens(set, repos).await;

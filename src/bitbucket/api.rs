@@ -60,17 +60,22 @@ pub async fn exchange(
     .await
 }
 
-/// The bearer token in a token endpoint reply; the reply body is wiped.
-pub fn take_access_token(reply: &mut Reply) -> Option<Secret> {
+/// The bearer token in a token endpoint reply, with its lifetime
+/// (`expires_in`); the reply body is wiped.
+pub fn take_access_token(reply: &mut Reply) -> Option<super::oauth::Bearer> {
     #[derive(Deserialize)]
     struct TokenReply {
         access_token: String,
+        expires_in: Option<u64>,
     }
     let parsed = serde_json::from_slice::<TokenReply>(&reply.body).ok();
     zeroize::Zeroize::zeroize(&mut reply.body);
-    parsed
-        .map(|t| Secret::new(t.access_token))
-        .filter(|s| !s.is_empty())
+    let parsed = parsed.filter(|t| !t.access_token.is_empty())?;
+    Some(super::oauth::Bearer {
+        token: Secret::new(parsed.access_token),
+        lifetime: parsed.expires_in.map(std::time::Duration::from_secs),
+        minted_at: std::time::SystemTime::now(),
+    })
 }
 
 /// `{"error": "invalid_client", "error_description": "…"}` from the token endpoint.
@@ -212,8 +217,9 @@ mod tests {
             body: fixture("oauth-client-credentials-token.json"),
             attempts: 1,
         };
-        let token = take_access_token(&mut reply).expect("token");
-        assert_eq!(token.expose(), "REDACTED-ACCESS-TOKEN");
+        let bearer = take_access_token(&mut reply).expect("token");
+        assert_eq!(bearer.token.expose(), "REDACTED-ACCESS-TOKEN");
+        assert_eq!(bearer.lifetime, Some(std::time::Duration::from_secs(7200)));
         assert!(reply.body.iter().all(|b| *b == 0));
         let error = Reply {
             body: fixture("oauth-token-error-invalid-grant.json"),

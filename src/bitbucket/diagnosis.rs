@@ -492,6 +492,7 @@ mod tests {
             material,
             warnings: vec![],
             allow: vec![],
+            secret_file: None,
         }
     }
 

@@ -188,6 +188,19 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The one clause of cause, e.g. `connection refused`.
+    pub fn detail(&self) -> &str {
+        match self {
+            TransportError::Timeout { detail }
+            | TransportError::Tls { detail }
+            | TransportError::TlsName { detail }
+            | TransportError::Proxy { detail }
+            | TransportError::Dns { detail }
+            | TransportError::Connect { detail }
+            | TransportError::Other { detail } => detail,
+        }
+    }
+
     fn retryable(&self) -> bool {
         !matches!(
             self,

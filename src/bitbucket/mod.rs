@@ -11,6 +11,7 @@ mod diagnosis;
 mod endpoint;
 mod git_probe;
 mod http;
+mod oauth;
 mod preflight;
 mod report;
 
@@ -23,6 +24,7 @@ pub mod endpoint_defaults {
     pub const TOKEN: &str = super::endpoint::DEFAULT_TOKEN_URL;
 }
 pub use http::{HttpError, HttpSettings};
+pub use oauth::{Bearer, MintError, TokenMinter, renewal_margin};
 pub use preflight::Preflight;
 pub use report::{
     CredentialSummary, Identity, Problem, ProblemCode, RepoResult, Report, Severity, Verdict,

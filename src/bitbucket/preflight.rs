@@ -13,9 +13,9 @@ use super::diagnosis::{self, Probe, Subject};
 use super::endpoint::Endpoints;
 use super::git_probe::{self, Service};
 use super::http::{self, HttpError, HttpSettings, Reply, TransportError};
+use super::oauth::Bearer;
 use super::report::{CredentialSummary, Problem, RepoResult, Report, Verdict};
 use crate::credential::{Credential, CredentialSet, Kind, RepoRef, RestAuth};
-use crate::secret::Secret;
 
 /// Repositories probed at once by default: enough to hide the latency of a
 /// 30-repository monorepo check, few enough to stay clear of rate limits.
@@ -72,7 +72,7 @@ impl Findings {
 struct Probing<'a> {
     credential: &'a Credential,
     /// The bearer token an OAuth consumer was exchanged for.
-    bearer: Option<Secret>,
+    bearer: Option<Bearer>,
     summary: CredentialSummary,
 }
 
@@ -81,7 +81,7 @@ impl Probing<'_> {
         match self.credential.rest_auth() {
             RestAuth::Basic { user, password } => Some(Auth::Basic { user, password }),
             RestAuth::Bearer(token) => Some(Auth::Bearer(token)),
-            RestAuth::Exchange { .. } => self.bearer.as_ref().map(Auth::Bearer),
+            RestAuth::Exchange { .. } => self.bearer.as_ref().map(|b| Auth::Bearer(&b.token)),
             RestAuth::Unavailable => None,
         }
     }
@@ -89,10 +89,10 @@ impl Probing<'_> {
     fn git(&self) -> Option<Auth<'_>> {
         let user = self.credential.git_username();
         match self.credential.kind() {
-            Kind::OauthClientCredentials => self
-                .bearer
-                .as_ref()
-                .map(|password| Auth::Basic { user, password }),
+            Kind::OauthClientCredentials => self.bearer.as_ref().map(|b| Auth::Basic {
+                user,
+                password: &b.token,
+            }),
             _ => Some(Auth::Basic {
                 user,
                 password: self.credential.secret(),
@@ -105,7 +105,7 @@ impl Probing<'_> {
         let names = self.credential.usernames();
         let mut secrets = vec![(self.credential.secret(), names.as_slice())];
         if let Some(bearer) = &self.bearer {
-            secrets.push((bearer, names.as_slice()));
+            secrets.push((&bearer.token, names.as_slice()));
         }
         crate::redact::mask_secrets(text, &secrets)
     }
@@ -161,8 +161,8 @@ impl Preflight {
         &self,
         set: &CredentialSet,
         repos: &[RepoRef],
-    ) -> (Report, Vec<Option<Secret>>) {
-        let mut tokens: Vec<Option<Secret>> = (0..set.len()).map(|_| None).collect();
+    ) -> (Report, Vec<Option<Bearer>>) {
+        let mut tokens: Vec<Option<Bearer>> = (0..set.len()).map(|_| None).collect();
         let mut report = Report::new(self.need);
         let routes: Vec<(&RepoRef, Option<usize>)> =
             repos.iter().map(|r| (r, set.route(r))).collect();
@@ -268,8 +268,8 @@ impl Preflight {
     pub async fn bearer_tokens(
         &self,
         set: &CredentialSet,
-        known: Vec<Option<Secret>>,
-    ) -> Result<Vec<Option<Secret>>, Report> {
+        known: Vec<Option<Bearer>>,
+    ) -> Result<Vec<Option<Bearer>>, Report> {
         let mut report = Report::new(self.need);
         let mut tokens = Vec::with_capacity(set.len());
         let mut known = known.into_iter();
@@ -300,6 +300,11 @@ impl Preflight {
         match api::exchange(&self.http, &self.client, url, client_id, client_secret).await {
             Ok(mut reply) if reply.status == 200 => {
                 probing.bearer = api::take_access_token(&mut reply);
+                probing.summary.token_lifetime_secs = probing
+                    .bearer
+                    .as_ref()
+                    .and_then(|b| b.lifetime)
+                    .map(|l| l.as_secs());
                 if probing.bearer.is_none() {
                     report.push(diagnosis::no_access_token(url).for_credential(probing.name()));
                 }
@@ -606,5 +611,6 @@ fn summary(credential: &Credential) -> CredentialSummary {
         credential_type: None,
         scopes: None,
         identity: None,
+        token_lifetime_secs: None,
     }
 }

@@ -143,6 +143,9 @@ pub struct CredentialSummary {
     /// Scopes Bitbucket reported (`x-oauth-scopes`), when seen.
     pub scopes: Option<Vec<String>>,
     pub identity: Option<Identity>,
+    /// An OAuth consumer's token lifetime (`expires_in`), when it was exchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -246,6 +249,18 @@ impl Report {
             if let Some(kind) = &c.credential_type {
                 let _ = writeln!(out, "  Bitbucket sees: {kind}");
             }
+            if let Some(secs) = c.token_lifetime_secs {
+                // exec and export brokers mint a new one before it expires.
+                let _ = writeln!(
+                    out,
+                    "  OAuth token lifetime: {} (renewed by the broker {} before it expires)",
+                    human_duration(secs),
+                    human_duration(
+                        crate::bitbucket::renewal_margin(std::time::Duration::from_secs(secs))
+                            .as_secs()
+                    )
+                );
+            }
         }
         for r in &self.repositories {
             let visibility = match r.private {
@@ -276,6 +291,17 @@ impl Report {
             writeln!(out, "result: FAILED (exit {})", self.exit_code)
         };
         out
+    }
+}
+
+/// `7200` → `2h`, `300` → `5m`, `90` → `90s`.
+fn human_duration(secs: u64) -> String {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
     }
 }
 
@@ -327,6 +353,36 @@ mod tests {
                 ProblemCode::RepositoryNotFound
             ]
         );
+    }
+
+    #[test]
+    fn an_oauth_token_lifetime_is_shown_with_its_renewal_margin() {
+        let mut report = Report::new(crate::bitbucket::Need::Read);
+        report.credentials.push(CredentialSummary {
+            name: "env".into(),
+            kind: crate::credential::Kind::OauthClientCredentials,
+            source: "env:BITBUCKET_OAUTH_CLIENT_ID".into(),
+            git_username: "x-token-auth".into(),
+            fingerprint: "sha256:0123456789ab".into(),
+            credential_type: None,
+            scopes: None,
+            identity: None,
+            token_lifetime_secs: Some(7200),
+        });
+        assert!(
+            report
+                .render_text()
+                .contains("OAuth token lifetime: 2h (renewed by the broker 5m before it expires)"),
+            "{}",
+            report.render_text()
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human_duration(7200), "2h");
+        assert_eq!(human_duration(300), "5m");
+        assert_eq!(human_duration(90), "90s");
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
                 Want::Username => "username",
                 Want::Password => "password",
                 Want::Revoke => "revoke",
+                Want::Erase => "erase",
             },
             protocol: &r.protocol,
             host: &r.host,
@@ -265,6 +266,7 @@ mod tests {
             username: None,
             want: Want::Password,
             from_helper: true,
+            rejected: None,
         }
     }
 

@@ -94,6 +94,7 @@ pub fn revoke() -> Result<(), ClientError> {
         username: None,
         want: Want::Revoke,
         from_helper: false,
+        rejected: None,
     })? {
         Answer::Revoked => {
             // The broker answers, then removes its socket and directory: wait
@@ -108,7 +109,9 @@ pub fn revoke() -> Result<(), ClientError> {
             Ok(())
         }
         Answer::Refused { reason } => Err(ClientError::Refused(reason)),
-        Answer::Granted { .. } => Err(ClientError::Protocol(ProtocolError::BadValue("status"))),
+        Answer::Granted { .. } | Answer::Noted => {
+            Err(ClientError::Protocol(ProtocolError::BadValue("status")))
+        }
     }
 }
 
@@ -176,6 +179,7 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
         username: parsed.username.clone(),
         want: parsed.want,
         from_helper: false,
+        rejected: None,
     });
     let shown = origin(&parsed.protocol, &parsed.host, parsed.path.as_deref());
     match answer {
@@ -189,8 +193,8 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
                     let line = zeroize::Zeroizing::new(format!("{}\n", password.expose()));
                     out.write_all(line.as_bytes())
                 }
-                (Want::Password | Want::Revoke, None) => return std::process::ExitCode::from(1),
-                (Want::Revoke, Some(_)) => return std::process::ExitCode::from(1),
+                (Want::Password | Want::Revoke | Want::Erase, None)
+                | (Want::Revoke | Want::Erase, Some(_)) => return std::process::ExitCode::from(1),
             };
             if written.and_then(|()| out.flush()).is_err() {
                 return std::process::ExitCode::from(1);
@@ -201,7 +205,7 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             std::process::ExitCode::from(1)
         }
-        Ok(Answer::Revoked) => std::process::ExitCode::from(1),
+        Ok(Answer::Revoked | Answer::Noted) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!(
                 "bbinject: no credential for {shown}: {e}\nhint: {}",
@@ -254,9 +258,11 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
         .lock()
         .take(MAX_MESSAGE_BYTES as u64)
         .read_to_end(&mut input);
-    if action != "get" {
-        // store and erase: git tells every helper; we keep nothing, so there is nothing to do.
-        return std::process::ExitCode::SUCCESS;
+    match action {
+        "get" => {}
+        "erase" => return erase(&input),
+        // store: git tells every helper; we keep nothing, so there is nothing to do.
+        _ => return std::process::ExitCode::SUCCESS,
     }
     let query = match parse_helper_input(&input) {
         Ok(Some(query)) => query,
@@ -275,25 +281,32 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
         username: query.username,
         want: Want::Password,
         from_helper: true,
+        rejected: None,
     });
     let mut out = std::io::stdout().lock();
     match answer {
         Ok(Answer::Granted {
             username,
             password: Some(password),
+            expiry_utc,
             warning,
         }) => {
             if let Some(w) = warning {
                 eprintln!("bbinject: warning: {w}");
             }
+            // git ≥ 2.41 does not reuse a credential past its expiry; older
+            // gits ignore the attribute.
+            let expiry = expiry_utc
+                .map(|e| format!("password_expiry_utc={e}\n"))
+                .unwrap_or_default();
             let reply = zeroize::Zeroizing::new(format!(
-                "username={username}\npassword={}\n",
+                "username={username}\npassword={}\n{expiry}",
                 password.expose()
             ));
             let _ = out.write_all(reply.as_bytes()).and_then(|()| out.flush());
             std::process::ExitCode::SUCCESS
         }
-        Ok(Answer::Granted { password: None, .. } | Answer::Revoked) => {
+        Ok(Answer::Granted { password: None, .. } | Answer::Revoked | Answer::Noted) => {
             std::process::ExitCode::SUCCESS
         }
         Ok(Answer::Refused { reason }) => {
@@ -316,6 +329,33 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
     }
+}
+
+/// `bbinject credential erase`: git says the server rejected the credential it
+/// was given. The broker is told (with the password's fingerprint, never the
+/// password), so an OAuth token is minted again on the next request. Silent
+/// and successful whatever happens: git only informs its helpers.
+fn erase(input: &[u8]) -> std::process::ExitCode {
+    let Ok(Some(query)) = parse_helper_input(input) else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let rejected = super::protocol::parse_fields(input)
+        .ok()
+        .and_then(|mut fields| {
+            let password = fields.remove("password").map(Secret::new);
+            password.map(|p| p.fingerprint())
+        });
+    let _ = ask(|capability| Request {
+        capability,
+        protocol: query.protocol,
+        host: query.host,
+        path: query.path,
+        username: query.username,
+        want: Want::Erase,
+        from_helper: true,
+        rejected,
+    });
+    std::process::ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use super::policy::{AllowList, Origin};
 use super::protocol::{ProtocolError, encode_lines, parse_lines};
+use super::renew::{RenewalSpec, SecretSpec};
 use super::server::{Broker, Limits, RuntimeDir, Vault, VaultEntry};
 use crate::credential::{RepoPattern, Scope};
 use crate::error::Exit;
@@ -68,6 +69,12 @@ impl Handoff {
             .map(|e| e.allow.iter().map(ToString::to_string).collect())
             .collect();
         let allow_repos: Vec<String> = self.allow_repos.iter().map(ToString::to_string).collect();
+        // How each entry's secret is renewed (no secret among these).
+        let renewals: Vec<Vec<(&str, String)>> = self
+            .entries
+            .iter()
+            .map(|e| renewal_lines(&e.secret))
+            .collect::<Result<_, _>>()?;
         let audit_log = match &self.audit_log {
             Some(path) => Some(path.to_str().ok_or(ProtocolError::BadValue("audit_log"))?),
             None => None,
@@ -85,14 +92,20 @@ impl Handoff {
         if let Some(path) = audit_log {
             lines.push(("audit_log", path));
         }
-        for ((entry, scopes), allow) in self.entries.iter().zip(&scopes).zip(&allows) {
+        for (((entry, scopes), allow), renewal) in
+            self.entries.iter().zip(&scopes).zip(&allows).zip(&renewals)
+        {
             lines.push(("entry", &entry.git_username));
             lines.push(("name", &entry.name));
             lines.push(("fingerprint", &entry.fingerprint));
             lines.extend(scopes.iter().map(|s| ("scope", s.as_str())));
             lines.extend(allow.iter().map(|a| ("allow", a.as_str())));
-            if let Some(password) = &entry.password {
+            if let Some(password) = &entry.secret.initial {
                 lines.push(("password", password.expose()));
+            }
+            lines.extend(renewal.iter().map(|(k, v)| (*k, v.as_str())));
+            if let RenewalSpec::Mint { client_secret, .. } = &entry.secret.renewal {
+                lines.push(("client_secret", client_secret.expose()));
             }
         }
         encode_lines(&lines)
@@ -141,7 +154,8 @@ impl Handoff {
                 "entry" => entries.push(VaultEntry {
                     scopes: Vec::new(),
                     git_username: value,
-                    password: None,
+                    secret: SecretSpec::fixed(None),
+                    usernames: Vec::new(),
                     name: String::new(),
                     fingerprint: String::new(),
                     allow: Vec::new(),
@@ -177,10 +191,16 @@ impl Handoff {
                 }
                 "password" => {
                     let entry = entries.last_mut().ok_or(ProtocolError::Missing("entry"))?;
-                    if entry.password.is_some() {
+                    if entry.secret.initial.is_some() {
                         return Err(ProtocolError::BadValue("password"));
                     }
-                    entry.password = Some(Secret::new(value));
+                    entry.secret.initial = Some(Secret::new(value));
+                }
+                key @ ("minted_ms" | "lifetime_ms" | "secret_file" | "secret_file_label"
+                | "kind" | "client_id" | "client_secret" | "token_url" | "ca_file"
+                | "timeout_ms" | "retries") => {
+                    let entry = entries.last_mut().ok_or(ProtocolError::Missing("entry"))?;
+                    renewal_field(&mut entry.secret, key, value)?;
                 }
                 _ => return Err(ProtocolError::BadValue("key")),
             }
@@ -199,6 +219,114 @@ impl Handoff {
             audit_log,
         })
     }
+}
+
+/// The hand-off lines that say how an entry's secret is renewed, except the
+/// client secret (written by the caller, borrowed, never copied).
+fn renewal_lines(spec: &SecretSpec) -> Result<Vec<(&'static str, String)>, ProtocolError> {
+    let mut lines = Vec::new();
+    if let Some((at, lifetime)) = spec.minted {
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| ProtocolError::BadValue("minted_ms"))?;
+        lines.push(("minted_ms", at.as_millis().to_string()));
+        lines.push(("lifetime_ms", lifetime.as_millis().to_string()));
+    }
+    match &spec.renewal {
+        RenewalSpec::Fixed => {}
+        RenewalSpec::File { file, kind } => {
+            let path = file
+                .path
+                .to_str()
+                .ok_or(ProtocolError::BadValue("secret_file"))?;
+            lines.push(("secret_file", path.to_owned()));
+            lines.push(("secret_file_label", file.label.clone()));
+            lines.push(("kind", kind.as_str().to_owned()));
+        }
+        RenewalSpec::Mint {
+            http,
+            url,
+            client_id,
+            ..
+        } => {
+            lines.push(("client_id", client_id.clone()));
+            lines.push(("token_url", url.to_string()));
+            lines.push(("timeout_ms", http.timeout.as_millis().to_string()));
+            lines.push(("retries", http.retries.to_string()));
+            if let Some(ca) = &http.ca_file {
+                let ca = ca.to_str().ok_or(ProtocolError::BadValue("ca_file"))?;
+                lines.push(("ca_file", ca.to_owned()));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Applies one renewal line of the hand-off to `spec`. A file's path comes
+/// before its label and kind; an OAuth client's id before its other lines.
+fn renewal_field(spec: &mut SecretSpec, key: &str, value: String) -> Result<(), ProtocolError> {
+    let number = |name: &'static str| {
+        value
+            .parse::<u64>()
+            .map_err(|_| ProtocolError::BadValue(name))
+    };
+    match (key, &mut spec.renewal) {
+        ("minted_ms", _) => {
+            let at = std::time::UNIX_EPOCH
+                .checked_add(Duration::from_millis(number("minted_ms")?))
+                .ok_or(ProtocolError::BadValue("minted_ms"))?;
+            let lifetime = spec.minted.map_or(Duration::ZERO, |(_, l)| l);
+            spec.minted = Some((at, lifetime));
+        }
+        ("lifetime_ms", _) => {
+            let lifetime = Duration::from_millis(number("lifetime_ms")?);
+            let (at, _) = spec.minted.ok_or(ProtocolError::Missing("minted_ms"))?;
+            spec.minted = Some((at, lifetime));
+        }
+        ("secret_file", RenewalSpec::Fixed) => {
+            spec.renewal = RenewalSpec::File {
+                file: crate::credential::SecretFile {
+                    path: PathBuf::from(value),
+                    label: String::new(),
+                },
+                kind: crate::credential::Kind::AccessToken,
+            };
+        }
+        ("secret_file_label", RenewalSpec::File { file, .. }) => file.label = value,
+        ("kind", RenewalSpec::File { kind, .. }) => {
+            *kind = crate::credential::Kind::from_name(&value)
+                .ok_or(ProtocolError::BadValue("kind"))?;
+        }
+        ("client_id", RenewalSpec::Fixed) => {
+            spec.renewal = RenewalSpec::Mint {
+                http: crate::bitbucket::HttpSettings::default(),
+                url: crate::bitbucket::Endpoint::parse(
+                    "--token-url",
+                    crate::bitbucket::endpoint_defaults::TOKEN,
+                )
+                .map_err(|_| ProtocolError::BadValue("token_url"))?,
+                client_id: value,
+                client_secret: Secret::new(String::new()),
+            };
+        }
+        ("client_secret", RenewalSpec::Mint { client_secret, .. }) => {
+            *client_secret = Secret::new(value);
+        }
+        ("token_url", RenewalSpec::Mint { url, .. }) => {
+            *url = crate::bitbucket::Endpoint::parse("--token-url", &value)
+                .map_err(|_| ProtocolError::BadValue("token_url"))?;
+        }
+        ("timeout_ms", RenewalSpec::Mint { http, .. }) => {
+            http.timeout = Duration::from_millis(number("timeout_ms")?);
+        }
+        ("retries", RenewalSpec::Mint { http, .. }) => {
+            http.retries = u32::try_from(number("retries")?)
+                .map_err(|_| ProtocolError::BadValue("retries"))?;
+        }
+        ("ca_file", RenewalSpec::Mint { http, .. }) => http.ca_file = Some(PathBuf::from(value)),
+        _ => return Err(ProtocolError::BadValue("renewal")),
+    }
+    Ok(())
 }
 
 /// Tells the parent one line on stdout: `ready <dir>` or `error <reason>`.
@@ -325,7 +453,28 @@ mod tests {
                 VaultEntry {
                     scopes: vec![Scope::Any],
                     git_username: "x-token-auth".into(),
-                    password: Some(Secret::new("FAKEFAKE-one".into())),
+                    secret: SecretSpec {
+                        initial: Some(Secret::new("FAKEFAKE-one".into())),
+                        minted: Some((
+                            std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                            Duration::from_secs(7200),
+                        )),
+                        renewal: RenewalSpec::Mint {
+                            http: crate::bitbucket::HttpSettings {
+                                timeout: Duration::from_secs(7),
+                                ca_file: Some("/etc/ca.pem".into()),
+                                ..Default::default()
+                            },
+                            url: crate::bitbucket::Endpoint::parse(
+                                "--token-url",
+                                "https://bitbucket.example/oauth",
+                            )
+                            .expect("url"),
+                            client_id: "consumer-key".into(),
+                            client_secret: Secret::new("FAKEFAKE-client-secret".into()),
+                        },
+                    },
+                    usernames: vec![],
                     name: "env".into(),
                     fingerprint: "sha256:0123".into(),
                     allow: vec![RepoPattern::parse("acme/app").expect("pattern")],
@@ -333,7 +482,18 @@ mod tests {
                 VaultEntry {
                     scopes: vec![Scope::Workspace("acme".into())],
                     git_username: "jdoe".into(),
-                    password: None,
+                    secret: SecretSpec {
+                        initial: None,
+                        minted: None,
+                        renewal: RenewalSpec::File {
+                            file: crate::credential::SecretFile {
+                                path: "/run/secrets/bitbucket_api_token".into(),
+                                label: "/run/secrets/bitbucket_api_token".into(),
+                            },
+                            kind: crate::credential::Kind::ApiToken,
+                        },
+                    },
+                    usernames: vec![],
                     name: "partner".into(),
                     fingerprint: "sha256:4567".into(),
                     allow: vec![],
@@ -353,13 +513,46 @@ mod tests {
         assert_eq!(decoded.max_uses, Some(3));
         assert_eq!(decoded.runtime_dir, PathBuf::from("/tmp/bbi-x"));
         assert_eq!(decoded.origins[0].host, "bitbucket.org");
+        let first = &decoded.entries[0].secret;
         assert!(
-            decoded.entries[0]
-                .password
+            first
+                .initial
                 .as_ref()
                 .is_some_and(|p| p.expose() == "FAKEFAKE-one")
         );
-        assert!(decoded.entries[1].password.is_none());
+        assert_eq!(
+            first.minted,
+            Some((
+                std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                Duration::from_secs(7200)
+            ))
+        );
+        let RenewalSpec::Mint {
+            http,
+            url,
+            client_id,
+            client_secret,
+        } = &first.renewal
+        else {
+            panic!("the OAuth renewal was lost");
+        };
+        assert_eq!(
+            (http.timeout, http.ca_file.as_deref()),
+            (
+                Duration::from_secs(7),
+                Some(std::path::Path::new("/etc/ca.pem"))
+            )
+        );
+        assert_eq!(url.to_string(), "https://bitbucket.example/oauth");
+        assert_eq!(client_id, "consumer-key");
+        assert_eq!(client_secret.expose(), "FAKEFAKE-client-secret");
+        let second = &decoded.entries[1].secret;
+        assert!(second.initial.is_none());
+        assert!(matches!(
+            &second.renewal,
+            RenewalSpec::File { file, kind: crate::credential::Kind::ApiToken }
+                if file.path == std::path::Path::new("/run/secrets/bitbucket_api_token")
+        ));
         assert_eq!(
             decoded.entries[1].scopes,
             vec![Scope::Workspace("acme".into())]

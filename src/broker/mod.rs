@@ -19,6 +19,7 @@ pub mod client;
 pub mod detached;
 pub mod policy;
 pub mod protocol;
+pub mod renew;
 pub mod server;
 
 /// Environment variable naming the broker's socket, for the front doors.

@@ -41,6 +41,9 @@ pub enum Refusal {
     NoRepository,
     #[error("the OAuth consumer has no token")]
     NoToken,
+    /// The OAuth token expired (or was rejected) and minting a new one failed.
+    #[error("{0}")]
+    Renewal(String),
     #[error(
         "the URL names user {asked}, but this credential's git username is {expected}; \
          remove `{asked}@` from the URL"
@@ -70,6 +73,7 @@ impl Refusal {
             Refusal::NoCredentialFor(_) => "no-credential-for-repository",
             Refusal::NoRepository => "no-repository",
             Refusal::NoToken => "no-token",
+            Refusal::Renewal(_) => "token-renewal-failed",
             Refusal::Username { .. } => "username-mismatch",
             Refusal::UsedUp(_) => "max-uses-reached",
             Refusal::RepoNotAllowed(_) => "repository-not-allowed",

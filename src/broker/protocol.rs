@@ -19,6 +19,8 @@ pub enum Want {
     Password,
     /// `bbinject export --revoke`: end the broker now.
     Revoke,
+    /// A helper `erase`: the server rejected the credential git was given.
+    Erase,
 }
 
 /// A request from a front door. `Debug` hides the capability.
@@ -31,6 +33,9 @@ pub struct Request {
     pub want: Want,
     /// `helper` may override a URL username; `askpass` may not.
     pub from_helper: bool,
+    /// With [`Want::Erase`]: the fingerprint of the password git says was
+    /// rejected (never the password itself).
+    pub rejected: Option<String>,
 }
 
 impl std::fmt::Debug for Request {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for Request {
             .field("username", &self.username)
             .field("want", &self.want)
             .field("from_helper", &self.from_helper)
+            .field("rejected", &self.rejected)
             .finish_non_exhaustive()
     }
 }
@@ -124,10 +130,14 @@ impl Request {
         if let Some(username) = &self.username {
             lines.push(("username", username));
         }
+        if let Some(rejected) = &self.rejected {
+            lines.push(("rejected", rejected));
+        }
         let want = match self.want {
             Want::Username => "username",
             Want::Password => "password",
             Want::Revoke => "revoke",
+            Want::Erase => "erase",
         };
         lines.push(("want", want));
         lines.push((
@@ -151,6 +161,7 @@ impl Request {
             Some("username") => Want::Username,
             Some("password") => Want::Password,
             Some("revoke") => Want::Revoke,
+            Some("erase") => Want::Erase,
             Some(_) => return Err(ProtocolError::BadValue("want")),
             None => return Err(ProtocolError::Missing("want")),
         };
@@ -165,6 +176,7 @@ impl Request {
             host,
             path: take("path").filter(|p| !p.is_empty()),
             username: take("username").filter(|u| !u.is_empty()),
+            rejected: take("rejected").filter(|r| !r.is_empty()),
             want,
             from_helper,
         })
@@ -177,6 +189,9 @@ pub enum Answer {
         username: String,
         /// Absent when only the username was wanted.
         password: Option<Secret>,
+        /// When the password stops working (seconds since the epoch), for
+        /// git's `password_expiry_utc`: OAuth tokens only.
+        expiry_utc: Option<u64>,
         /// Something the front door should print on stderr (e.g. a username override).
         warning: Option<String>,
     },
@@ -185,6 +200,8 @@ pub enum Answer {
     },
     /// The broker accepted a revocation and is ending.
     Revoked,
+    /// The broker took note of an `erase`.
+    Noted,
 }
 
 impl std::fmt::Debug for Answer {
@@ -198,6 +215,7 @@ impl std::fmt::Debug for Answer {
                 f.debug_struct("Refused").field("reason", reason).finish()
             }
             Answer::Revoked => f.write_str("Revoked"),
+            Answer::Noted => f.write_str("Noted"),
         }
     }
 }
@@ -205,16 +223,24 @@ impl std::fmt::Debug for Answer {
 impl Answer {
     pub fn encode(&self) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
         let mut lines = Vec::new();
+        let expiry = match self {
+            Answer::Granted { expiry_utc, .. } => expiry_utc.map(|e| e.to_string()),
+            _ => None,
+        };
         match self {
             Answer::Granted {
                 username,
                 password,
                 warning,
+                ..
             } => {
                 lines.push(("status", "ok"));
                 lines.push(("username", username.as_str()));
                 if let Some(password) = password {
                     lines.push(("password", password.expose()));
+                }
+                if let Some(expiry) = &expiry {
+                    lines.push(("expiry_utc", expiry.as_str()));
                 }
                 if let Some(warning) = warning {
                     lines.push(("warning", warning.as_str()));
@@ -225,6 +251,7 @@ impl Answer {
                 lines.push(("reason", reason.as_str()));
             }
             Answer::Revoked => lines.push(("status", "revoked")),
+            Answer::Noted => lines.push(("status", "noted")),
         }
         encode_lines(&lines)
     }
@@ -237,9 +264,17 @@ impl Answer {
                     .remove("username")
                     .ok_or(ProtocolError::Missing("username"))?,
                 password: fields.remove("password").map(Secret::new),
+                expiry_utc: match fields.remove("expiry_utc") {
+                    Some(v) => Some(
+                        v.parse()
+                            .map_err(|_| ProtocolError::BadValue("expiry_utc"))?,
+                    ),
+                    None => None,
+                },
                 warning: fields.remove("warning"),
             }),
             Some("revoked") => Ok(Answer::Revoked),
+            Some("noted") => Ok(Answer::Noted),
             Some("refused") => Ok(Answer::Refused {
                 reason: fields.remove("reason").unwrap_or_else(|| "refused".into()),
             }),
@@ -261,6 +296,7 @@ mod tests {
             username: None,
             want: Want::Password,
             from_helper: true,
+            rejected: None,
         }
     }
 
@@ -274,12 +310,25 @@ mod tests {
         let answer = Answer::Granted {
             username: "x-token-auth".into(),
             password: Some(Secret::new("FAKEFAKE".into())),
+            expiry_utc: Some(1_800_000_000),
             warning: None,
         };
         let decoded = Answer::decode(answer.encode().expect("encode").as_bytes()).expect("decode");
-        assert!(
-            matches!(decoded, Answer::Granted { password: Some(p), .. } if p.expose() == "FAKEFAKE")
-        );
+        assert!(matches!(
+            decoded,
+            Answer::Granted { password: Some(p), expiry_utc: Some(1_800_000_000), .. }
+                if p.expose() == "FAKEFAKE"
+        ));
+        let erase = Request {
+            want: Want::Erase,
+            rejected: Some("sha256:0123456789ab".into()),
+            ..request()
+        };
+        let decoded = Request::decode(erase.encode().expect("encode").as_bytes()).expect("decode");
+        assert_eq!(decoded.want, Want::Erase);
+        assert_eq!(decoded.rejected.as_deref(), Some("sha256:0123456789ab"));
+        let noted = Answer::decode(Answer::Noted.encode().expect("encode").as_bytes());
+        assert!(matches!(noted, Ok(Answer::Noted)));
     }
 
     #[test]
@@ -330,6 +379,7 @@ mod tests {
         let answer = Answer::Granted {
             username: "u".into(),
             password: Some(Secret::new("FAKEFAKE".into())),
+            expiry_utc: None,
             warning: None,
         };
         assert!(!format!("{answer:?}").contains("FAKEFAKE"));

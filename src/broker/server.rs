@@ -17,8 +17,10 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::policy::{self, AllowList, Refusal};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
+use super::renew::{Live, RenewalSpec, SecretSpec};
+use crate::bitbucket::Bearer;
 use crate::credential::RepoPattern;
-use crate::credential::{CredentialSet, Scope};
+use crate::credential::{CredentialSet, RestAuth, Scope};
 use crate::secret::Secret;
 
 /// How long a front door may take to send its request.
@@ -27,12 +29,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SOCKET_PATH: usize = 100;
 
 /// One credential as the broker needs it: which repositories it serves, and
-/// what git gets. `password` is `None` for an OAuth consumer whose token could
-/// not be fetched.
+/// what git gets. `secret` has no value for an OAuth consumer whose token
+/// could not be fetched (it is minted on the first request then).
 pub struct VaultEntry {
     pub scopes: Vec<Scope>,
     pub git_username: String,
-    pub password: Option<Secret>,
+    pub secret: SecretSpec,
+    /// The usernames its secret may be sent with (for masking a renewed value).
+    pub usernames: Vec<String>,
     /// The credential's name and fingerprint, for the audit log.
     pub name: String,
     pub fingerprint: String,
@@ -45,10 +49,18 @@ pub struct Vault {
     pub entries: Vec<VaultEntry>,
 }
 
+/// Where an OAuth consumer's tokens are minted again: the token endpoint and
+/// the HTTP settings of the run.
+pub struct MintSettings {
+    pub http: crate::bitbucket::HttpSettings,
+    pub token_url: crate::bitbucket::Endpoint,
+}
+
 impl Vault {
-    /// Takes the secrets out of `set` (each OAuth consumer's git password is
-    /// the bearer token it was exchanged for).
-    pub fn from_set(set: CredentialSet, bearers: Vec<Option<Secret>>) -> Self {
+    /// Takes the secrets out of `set`: each OAuth consumer's git password is
+    /// the bearer token it was exchanged for (minted again with `mint` before
+    /// it expires); a secret read from a file is read again when it changes.
+    pub fn from_set(set: CredentialSet, bearers: Vec<Option<Bearer>>, mint: &MintSettings) -> Self {
         let mut bearers = bearers.into_iter();
         let entries = set
             .into_entries()
@@ -59,14 +71,45 @@ impl Vault {
                 let name = credential.name.clone();
                 let fingerprint = credential.fingerprint();
                 let allow = credential.allow.clone();
-                let password = match credential.kind() {
-                    crate::credential::Kind::OauthClientCredentials => bearer,
-                    _ => Some(credential.into_secret()),
+                let usernames = credential
+                    .usernames()
+                    .iter()
+                    .map(|u| (*u).to_owned())
+                    .collect();
+                let secret = match credential.rest_auth() {
+                    RestAuth::Exchange {
+                        client_id,
+                        client_secret,
+                    } => SecretSpec {
+                        minted: bearer
+                            .as_ref()
+                            .and_then(|b| b.lifetime.map(|l| (b.minted_at, l))),
+                        initial: bearer.map(|b| b.token),
+                        renewal: RenewalSpec::Mint {
+                            http: mint.http.clone(),
+                            url: mint.token_url.clone(),
+                            client_id: client_id.to_owned(),
+                            client_secret: Secret::new(client_secret.expose().to_owned()),
+                        },
+                    },
+                    _ => {
+                        let kind = credential.kind();
+                        let file = credential.secret_file.clone();
+                        SecretSpec {
+                            initial: Some(credential.into_secret()),
+                            minted: None,
+                            renewal: match file {
+                                Some(file) => RenewalSpec::File { file, kind },
+                                None => RenewalSpec::Fixed,
+                            },
+                        }
+                    }
                 };
                 VaultEntry {
                     scopes,
                     git_username,
-                    password,
+                    secret,
+                    usernames,
                     name,
                     fingerprint,
                     allow,
@@ -181,6 +224,8 @@ pub struct Limits {
 
 struct State {
     vault: Vault,
+    /// Each entry's secret, kept current (same order as `vault.entries`).
+    live: Vec<Live>,
     limits: Limits,
     capability: Secret,
     uid: u32,
@@ -201,16 +246,25 @@ impl Broker {
     /// Binds the socket in `dir` and serves on the current tokio runtime.
     pub fn start(
         dir: &RuntimeDir,
-        vault: Vault,
+        mut vault: Vault,
         limits: Limits,
         capability: Secret,
         audit: Option<super::audit::AuditLog>,
     ) -> std::io::Result<Self> {
+        let mut live = Vec::with_capacity(vault.entries.len());
+        for entry in &mut vault.entries {
+            let spec = std::mem::replace(&mut entry.secret, SecretSpec::fixed(None));
+            live.push(
+                spec.start(entry.name.clone(), std::mem::take(&mut entry.usernames))
+                    .map_err(std::io::Error::other)?,
+            );
+        }
         let socket = dir.socket();
         let listener = UnixListener::bind(&socket)?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         let state = Arc::new(State {
             vault,
+            live,
             limits,
             capability,
             uid: rustix::process::getuid().as_raw(),
@@ -312,7 +366,7 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             return;
         }
     };
-    let (answer, entry, refusal) = evaluate(&state, &request);
+    let (answer, entry, refusal) = evaluate(&state, &request).await;
     let entry = entry.map(|i| &state.vault.entries[i]);
     if let Ok(mut tally) = state.tally.lock() {
         tally.count(&request, refusal.as_ref());
@@ -342,6 +396,9 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             host = %request.host, path, uses, reason = %reason, "refused credential request"
         ),
         Answer::Revoked => tracing::info!(uses, "revoked"),
+        Answer::Noted => {
+            tracing::info!(host = %request.host, path, "git reported a rejected credential")
+        }
     }
     if let Ok(encoded) = answer.encode() {
         let _ = stream.write_all(encoded.as_bytes()).await;
@@ -351,9 +408,9 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
 
 /// The answer to `request`, the vault entry it concerns (when routed), and the
 /// refusal behind a refused answer.
-fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, Option<Refusal>) {
+async fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, Option<Refusal>) {
     let mut routed = None;
-    match decide(state, request, &mut routed) {
+    match decide(state, request, &mut routed).await {
         Ok(answer) => (answer, routed, None),
         Err(refusal) => (
             Answer::Refused {
@@ -365,7 +422,11 @@ fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, Option<
     }
 }
 
-fn decide(state: &State, request: &Request, routed: &mut Option<usize>) -> Result<Answer, Refusal> {
+async fn decide(
+    state: &State,
+    request: &Request,
+    routed: &mut Option<usize>,
+) -> Result<Answer, Refusal> {
     let refuse = |refusal: Refusal| Err(refusal);
     if !state
         .capability
@@ -395,9 +456,15 @@ fn decide(state: &State, request: &Request, routed: &mut Option<usize>) -> Resul
         },
     )?;
     let username = entry.git_username.as_str();
-    let Some(password) = &entry.password else {
-        return refuse(Refusal::NoToken);
-    };
+    let live = &state.live[index];
+    if request.want == Want::Erase {
+        let origin = match request.path.as_deref() {
+            Some(path) => format!("{}://{}/{path}", request.protocol, request.host),
+            None => format!("{}://{}", request.protocol, request.host),
+        };
+        live.rejected(request.rejected.as_deref(), &origin).await;
+        return Ok(Answer::Noted);
+    }
     let mut warning = None;
     if let Some(asked) = &request.username
         && asked != username
@@ -416,9 +483,15 @@ fn decide(state: &State, request: &Request, routed: &mut Option<usize>) -> Resul
         return Ok(Answer::Granted {
             username: username.to_owned(),
             password: None,
+            expiry_utc: None,
             warning,
         });
     }
+    // Renewed (re-minted, re-read) before it is counted and handed out.
+    let served = live.serve().await.map_err(|e| match e {
+        super::renew::RenewError::NoToken => Refusal::NoToken,
+        super::renew::RenewError::Mint(e) => Refusal::Renewal(e.to_string()),
+    })?;
     let counted = state
         .uses
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -438,7 +511,8 @@ fn decide(state: &State, request: &Request, routed: &mut Option<usize>) -> Resul
     }
     Ok(Answer::Granted {
         username: username.to_owned(),
-        password: Some(Secret::new(password.expose().to_owned())),
+        password: Some(served.password),
+        expiry_utc: served.expiry_utc,
         warning,
     })
 }

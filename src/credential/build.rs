@@ -121,6 +121,7 @@ pub(super) fn build(
     }
     let mut warnings = secret_value.warnings.clone();
     let secret_source = secret_value.source.to_string();
+    let secret_file = secret_value.file.clone();
     let len = secret_value.text.chars().count();
     if len < MIN_SECRET_CHARS {
         return Err(SourceError::TooShort {
@@ -232,7 +233,23 @@ pub(super) fn build(
         material,
         warnings,
         allow: fields.allow,
+        secret_file,
     })
+}
+
+/// Reads a secret file again after it changed (rotation), checked exactly as
+/// at start: the file rules, the value rules and the minimum length.
+pub fn reread_secret(file: &super::SecretFile, kind: Kind) -> Result<Secret, SourceError> {
+    let (mut text, _) = super::source::read_secret_file(&file.path, &file.label)?;
+    let len = text.chars().count();
+    if len < MIN_SECRET_CHARS {
+        return Err(SourceError::TooShort {
+            origin: file.label.clone(),
+            len,
+            kind: kind.description(),
+        });
+    }
+    Ok(Secret::new(std::mem::take(&mut *text)))
 }
 
 pub const APP_PASSWORD_HINT: &str = "create an API token with scopes read:repository:bitbucket \

@@ -260,6 +260,7 @@ fn credential_secret(
             text,
             source,
             warnings: vec![],
+            file: None,
         }));
     }
     if let Some(file) = &rc.secret_file {
@@ -277,6 +278,10 @@ fn credential_secret(
             text,
             source: Source::File(file.clone()),
             warnings,
+            file: Some(super::SecretFile {
+                path: file.into(),
+                label,
+            }),
         }));
     }
     if let Some(variable) = &rc.secret_env {

@@ -14,7 +14,7 @@ mod source;
 
 use std::fmt;
 
-pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES};
+pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES, reread_secret};
 pub use config::{ConfigDefaults, ConfigError};
 pub use repo::{RepoPattern, RepoRef, RepoRefError, normalised_repository};
 pub use source::{Environment, ProcessEnvironment, SourceError};
@@ -48,6 +48,18 @@ impl Kind {
             Kind::OauthClientCredentials => "oauth_client_credentials",
             Kind::AppPassword => "app_password",
         }
+    }
+
+    /// The kind named by [`Kind::as_str`].
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [
+            Kind::ApiToken,
+            Kind::AccessToken,
+            Kind::OauthClientCredentials,
+            Kind::AppPassword,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 
     /// The kind a secret's prefix suggests (`ATBB` app password, `ATATT`
@@ -165,6 +177,15 @@ pub enum RestAuth<'a> {
     Unavailable,
 }
 
+/// A file a secret was read from (`NAME_FILE`, `--secrets-dir`, config
+/// `secret_file`): the broker reads it again when it changes (rotation).
+#[derive(Clone, Debug)]
+pub struct SecretFile {
+    pub path: std::path::PathBuf,
+    /// How errors name it, e.g. `BITBUCKET_ACCESS_TOKEN_FILE=/run/secrets/t`.
+    pub label: String,
+}
+
 /// One resolved credential and where it came from.
 pub struct Credential {
     /// `env` for the environment, or the config entry's name.
@@ -177,6 +198,8 @@ pub struct Credential {
     /// The only repositories the broker may answer for with it (config
     /// `allow:`); empty means no limit beyond `--allow-repo`.
     pub allow: Vec<RepoPattern>,
+    /// The file the secret came from, if any.
+    pub secret_file: Option<SecretFile>,
 }
 
 impl Credential {
@@ -543,6 +566,7 @@ mod tests {
             },
             warnings: vec![],
             allow: vec![],
+            secret_file: None,
         }
     }
 
@@ -558,6 +582,7 @@ mod tests {
             },
             warnings: vec![],
             allow: vec![],
+            secret_file: None,
         };
         assert_eq!(access.git_username(), TOKEN_GIT_USERNAME);
         assert!(!access.has_user_identity());
@@ -570,6 +595,7 @@ mod tests {
             },
             warnings: vec![],
             allow: vec![],
+            secret_file: None,
         };
         assert_eq!(app.git_username(), "jdoe");
     }

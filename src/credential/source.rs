@@ -145,6 +145,8 @@ pub(super) struct Value {
     /// Where it came from, e.g. `env:BITBUCKET_API_TOKEN_FILE`.
     pub source: Source,
     pub warnings: Vec<Warning>,
+    /// The file it was read from, to read again when it is rotated.
+    pub file: Option<super::SecretFile>,
 }
 
 impl Value {
@@ -220,6 +222,7 @@ impl<'a> Reader<'a> {
                 text,
                 source,
                 warnings: vec![],
+                file: None,
             }));
         }
         if let Some(path) = file {
@@ -230,6 +233,10 @@ impl<'a> Reader<'a> {
                     text,
                     source: Source::Env(file_name.clone()),
                     warnings,
+                    file: Some(super::SecretFile {
+                        path: path.clone(),
+                        label: label.clone(),
+                    }),
                 })
                 .map(Some);
         }
@@ -240,6 +247,10 @@ impl<'a> Reader<'a> {
                     text,
                     source: Source::File(label.clone()),
                     warnings,
+                    file: Some(super::SecretFile {
+                        path: path.clone(),
+                        label: label.clone(),
+                    }),
                 })
                 .map(Some);
         }

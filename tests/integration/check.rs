@@ -400,6 +400,8 @@ async fn oauth_consumer_is_exchanged_for_a_bearer_token_git_uses() {
         run.json()["credentials"][0]["kind"],
         "oauth_client_credentials"
     );
+    // The token's lifetime (`expires_in`), which the broker renews within.
+    assert_eq!(run.json()["credentials"][0]["token_lifetime_secs"], 7200);
     assert_no_leak(
         &run,
         bb.dir.path(),

@@ -10,6 +10,7 @@ mod ci_examples;
 mod exec;
 mod export;
 mod least_privilege;
+mod long_builds;
 mod messages;
 mod package_managers;
 mod redact;

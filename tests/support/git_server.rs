@@ -29,12 +29,42 @@ pub struct Rejection {
     pub body: String,
 }
 
+/// The passwords a server accepts, per user; shared, so a test can renew and
+/// revoke tokens while git talks to the server.
+#[derive(Clone, Default)]
+pub struct Users(Arc<Mutex<HashMap<String, HashSet<String>>>>);
+
+impl Users {
+    pub fn accept(&self, user: &str, password: &str) {
+        if let Ok(mut users) = self.0.lock() {
+            users
+                .entry(user.into())
+                .or_default()
+                .insert(password.into());
+        }
+    }
+
+    pub fn revoke(&self, user: &str, password: &str) {
+        if let Ok(mut users) = self.0.lock()
+            && let Some(passwords) = users.get_mut(user)
+        {
+            passwords.remove(password);
+        }
+    }
+
+    fn accepts(&self, user: &str, password: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|u| u.get(user).is_some_and(|p| p.contains(password)))
+    }
+}
+
 #[derive(Default)]
 struct Config {
     root: PathBuf,
     git: PathBuf,
-    /// user → password
-    users: HashMap<String, String>,
+    /// user → the passwords accepted now (tests renew and revoke them).
+    users: Users,
     read_only_users: HashSet<String>,
     /// `workspace/slug` readable without credentials.
     public: HashSet<String>,
@@ -50,8 +80,8 @@ pub struct GitServerBuilder {
 }
 
 impl GitServerBuilder {
-    pub fn user(mut self, name: &str, password: &str) -> Self {
-        self.config.users.insert(name.into(), password.into());
+    pub fn user(self, name: &str, password: &str) -> Self {
+        self.config.users.accept(name, password);
         self
     }
 
@@ -126,6 +156,12 @@ impl GitServer {
                 ..Config::default()
             },
         }
+    }
+
+    /// The accepted passwords, to change while the server runs (a renewed
+    /// token accepted, an expired one revoked).
+    pub fn users(&self) -> Users {
+        self.config.users.clone()
     }
 
     /// `http://127.0.0.1:PORT`
@@ -208,7 +244,7 @@ async fn handle(
     let repo = repo.trim_end_matches(".git").to_owned();
 
     let user = match authorization.as_deref().and_then(decode_basic) {
-        Some((user, password)) if config.users.get(&user) == Some(&password) => Some(user),
+        Some((user, password)) if config.users.accepts(&user, &password) => Some(user),
         Some(_) => {
             let rejection = config.rejection.clone().unwrap_or(Rejection {
                 status: 401,
