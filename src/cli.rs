@@ -82,7 +82,8 @@ pub enum Command {
     Export(ExportArgs),
 
     /// Git's credential-helper protocol, answered by the broker of a running
-    /// `bbinject exec` or `export` (git calls this; `store` and `erase` do nothing).
+    /// `bbinject exec` or `export` (git calls this; `store` does nothing,
+    /// `erase` marks a rejected OAuth token stale).
     Credential {
         #[arg(value_enum)]
         action: CredentialAction,
@@ -175,7 +176,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub no_preflight: bool,
 
-    /// How long the broker lives, e.g. 10m, 1h.
+    /// How long the broker lives, e.g. 10m, 1h. OAuth tokens are minted again
+    /// before they expire, so a TTL longer than a token's life (2h) is fine.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub ttl: Duration,
 
