@@ -490,7 +490,7 @@ async fn decide(
     // Renewed (re-minted, re-read) before it is counted and handed out.
     let served = live.serve().await.map_err(|e| match e {
         super::renew::RenewError::NoToken => Refusal::NoToken,
-        super::renew::RenewError::Mint(e) => Refusal::Renewal(e.to_string()),
+        renewal @ super::renew::RenewError::Mint(_) => Refusal::Renewal(renewal.to_string()),
     })?;
     let counted = state
         .uses

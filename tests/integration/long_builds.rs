@@ -449,3 +449,65 @@ async fn an_exported_broker_mints_again_as_well() {
     assert_eq!(endpoint.exchanges(), 2, "{}", result.describe());
     assert_clean(&result, bb.dir.path(), &endpoint.issued());
 }
+
+/// The token expired and the consumer was revoked meanwhile: git's clone
+/// fails with one line that says why, naming the token endpoint's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_renewal_is_one_clear_refusal() {
+    let git = gits()[0].clone();
+    let w = World::new(&git);
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "FAKE-short-lived-token-0123456789",
+                "expires_in": 1,
+                "token_type": "bearer",
+            })),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(401).set_body_json(serde_json::json!({
+                "error": "invalid_client",
+                "error_description": "FAKE-short-lived-token-0123456789 is not a valid consumer",
+            })),
+        )
+        .mount(&server)
+        .await;
+    w.server
+        .users()
+        .accept(TOKEN_USER, "FAKE-short-lived-token-0123456789");
+    let bb = w.oauth();
+    let url = w.url();
+    let result = run(w.exec(
+        &bb,
+        &["--no-preflight", "--token-url", &server.uri()],
+        &format!("sleep 1.5; git clone -q {url} one || echo clone refused"),
+    ));
+    assert_eq!(result.code(), 0, "{}", result.describe());
+    assert!(
+        result.stdout.contains("clone refused"),
+        "{}",
+        result.describe()
+    );
+    let line = result
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("bbinject: refused credential for"))
+        .unwrap_or_else(|| panic!("no refusal line: {}", result.describe()));
+    assert!(
+        line.ends_with(
+            "the OAuth token expired and a new one could not be minted: the token endpoint \
+             127.0.0.1 rejected the OAuth client (HTTP 401)"
+        ),
+        "{line}"
+    );
+    assert_clean(
+        &result,
+        bb.dir.path(),
+        &["FAKE-short-lived-token-0123456789".to_owned()],
+    );
+}
