@@ -3,7 +3,7 @@
 //! No timing assertions: the numbers go in README.md ("Performance").
 //!
 //! Run: `cargo bench --locked --bench perf` (all), or name sections:
-//! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight many memory`.
+//! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight many credentials memory`.
 //! `BBINJECT_PERF_MIB` sets the size of the streamed log (default 1024);
 //! `BBINJECT_PERF_SAMPLES=1` prints every sample, not only the medians.
 
@@ -56,6 +56,9 @@ fn main() {
     }
     if wanted("many") {
         many_repositories();
+    }
+    if wanted("credentials") {
+        many_credentials(work.path());
     }
     if wanted("overhead") {
         overhead();
@@ -273,18 +276,7 @@ fn memory(work: &Path, log: &Path, mib: u64) {
             .unwrap_or_default(),
     )
     .expect("small log");
-    let rss = |cmd: &str| -> u64 {
-        let out = sh(&format!("/usr/bin/time -f %M {cmd} > /dev/null"))
-            .stderr(Stdio::piped())
-            .output()
-            .expect("time");
-        String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let rss = peak_rss_kib;
     let ours_small = rss(&format!(
         "'{BIN}' exec --no-preflight -- cat '{}'",
         small.display()
@@ -556,5 +548,103 @@ fn many_repositories() {
         "preflight: 30 repositories vs 1 (0.2 s latency)",
         medians[2],
         medians[0],
+    );
+}
+
+/// A config with `n` access-token credentials, one per repository, as an
+/// organisation that gives each repository its own token has.
+fn credentials_config(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join(format!("credentials-{n}.yaml"));
+    let mut yaml = String::from("credentials:\n");
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - name: repo{i}\n    kind: access_token\n    match: [ws{i}/repo]\n    \
+             secret: ATCTT3xFAKE{i:06}-access-token-abcdefghijklmnopqrstuvwxyz0123456789\n"
+        ));
+    }
+    std::fs::write(&path, yaml).expect("config");
+    path
+}
+
+/// Peak RSS of `cmd` in KiB (GNU time).
+fn peak_rss_kib(cmd: &str) -> u64 {
+    let out = sh(&format!("/usr/bin/time -f %M {cmd} > /dev/null"))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("time");
+    String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Thousands of credentials: `exec` start-up and peak memory with 5,000
+/// against 1, and redaction throughput with 5,000 against 10.
+fn many_credentials(work: &Path) {
+    let configs: Vec<(usize, PathBuf)> = [1, 10, 5000]
+        .into_iter()
+        .map(|n| (n, credentials_config(work, n)))
+        .collect();
+    let exec_true = |config: &Path| {
+        format!(
+            "'{BIN}' exec --config '{}' --no-preflight -- true",
+            config.display()
+        )
+    };
+    let medians = compare(
+        RUNS,
+        vec![
+            Box::new(|| time(sh(&exec_true(&configs[2].1)))),
+            Box::new(|| time(sh(&exec_true(&configs[0].1)))),
+        ],
+    );
+    row(
+        "credentials: exec -- true, 5000 credentials vs 1",
+        medians[0],
+        medians[1],
+    );
+    let rss_many = peak_rss_kib(&exec_true(&configs[2].1));
+    let rss_one = peak_rss_kib(&exec_true(&configs[0].1));
+    println!(
+        "  peak RSS: 5000 credentials {:.1} MiB, 1 credential {:.1} MiB",
+        rss_many as f64 / 1024.0,
+        rss_one as f64 / 1024.0
+    );
+    // Redaction throughput: a 256 MiB log with one of the 5,000 secrets in it.
+    let log = work.join("credentials.log");
+    let mut text = Vec::with_capacity(256 << 20);
+    let line = b"compiling module 0042 with flags -O2 -g, linking ok, tests 118 passed\n";
+    while text.len() < (256 << 20) {
+        text.extend_from_slice(line);
+    }
+    text.extend_from_slice(
+        b"token=ATCTT3xFAKE000007-access-token-abcdefghijklmnopqrstuvwxyz0123456789\n",
+    );
+    std::fs::write(&log, &text).expect("log");
+    let cat = |config: &Path| {
+        format!(
+            "'{BIN}' exec --config '{}' --no-preflight -- cat '{}'",
+            config.display(),
+            log.display()
+        )
+    };
+    let masked = sh(&cat(&configs[2].1)).output().expect("run").stdout;
+    assert!(
+        masked.ends_with(b"token=****\n"),
+        "the secret of credential 7 of 5000 was not masked"
+    );
+    let medians = compare(
+        RUNS,
+        vec![
+            Box::new(|| time(sh(&format!("{} > /dev/null", cat(&configs[2].1))))),
+            Box::new(|| time(sh(&format!("{} > /dev/null", cat(&configs[1].1))))),
+        ],
+    );
+    row(
+        "credentials: exec -- cat 256 MiB, 5000 credentials vs 10",
+        medians[0],
+        medians[1],
     );
 }

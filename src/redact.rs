@@ -39,9 +39,18 @@ pub const MIN_SECRET_LEN: usize = 6;
 /// Derived base64 fragments shorter than this are not masked (too likely by chance).
 const MIN_FRAGMENT_LEN: usize = 8;
 
+/// How many leading bytes of each pattern the automaton holds. Matching is
+/// two-stage: the automaton over these prefixes proposes where a pattern may
+/// start, and the sorted full patterns decide which (the longest) matches
+/// there. With thousands of credentials the automaton is a fraction of one
+/// over whole patterns (each secret has ~10 forms of up to ~200 bytes), which
+/// is what made building it slow and large.
+const PREFIX_LEN: usize = 16;
+
 /// The set of byte strings to mask.
 pub struct Patterns {
-    automaton: AhoCorasick,
+    /// Over each pattern's first [`PREFIX_LEN`] bytes (deduplicated).
+    prefixes: AhoCorasick,
     /// The patterns, sorted and deduplicated, to find possible pattern starts.
     sorted: Vec<Zeroizing<Vec<u8>>>,
     /// `first_bytes[b]`: some pattern starts with byte `b`.
@@ -68,9 +77,15 @@ impl Patterns {
         if sorted.is_empty() {
             return None;
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(sorted.iter().map(|p| p.as_slice()))
+        let mut heads: Vec<&[u8]> = sorted
+            .iter()
+            .map(|p| &p[..p.len().min(PREFIX_LEN)])
+            .collect();
+        // Sorted patterns give sorted heads, so equal heads are adjacent.
+        heads.dedup();
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(heads)
             .ok()?;
         let mut first_bytes = [false; 256];
         for p in &sorted {
@@ -78,7 +93,7 @@ impl Patterns {
         }
         let max_len = sorted.iter().map(|p| p.len()).max().unwrap_or(0);
         Some(Self {
-            automaton,
+            prefixes,
             sorted,
             first_bytes,
             max_len,
@@ -160,6 +175,43 @@ impl Patterns {
         let _ = redactor.feed(input, &mut out);
         let _ = redactor.finish(&mut out);
         out
+    }
+
+    /// The leftmost match starting at or after `from` (and before `before`),
+    /// the longest one there: `(start, end)`.
+    fn find(&self, buf: &[u8], from: usize, before: usize) -> Option<(usize, usize)> {
+        let mut at = from;
+        while at < before {
+            let head = self.prefixes.find(Input::new(buf).range(at..))?;
+            if head.start() >= before {
+                return None;
+            }
+            if let Some(len) = self.longest_at(&buf[head.start()..]) {
+                return Some((head.start(), head.start() + len));
+            }
+            at = head.start() + 1;
+        }
+        None
+    }
+
+    /// The length of the longest pattern `rest` starts with. In the sorted
+    /// list, the greatest pattern not after `key` is either a prefix of it or
+    /// shares a common prefix with it that is the next key to try.
+    fn longest_at(&self, rest: &[u8]) -> Option<usize> {
+        let mut key = &rest[..rest.len().min(self.max_len)];
+        loop {
+            let i = self.sorted.partition_point(|p| p.as_slice() <= key);
+            let candidate = self.sorted.get(i.checked_sub(1)?)?;
+            if key.starts_with(candidate) {
+                return Some(candidate.len());
+            }
+            let common = key
+                .iter()
+                .zip(candidate.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            key = &key[..common];
+        }
     }
 
     /// Whether `tail` is a proper prefix of some pattern, i.e. more bytes could
@@ -288,16 +340,12 @@ impl<'p> Redactor<'p> {
             (self.covered > 0).then_some((0, self.covered.min(buf.len())));
         let mut search_from = 0;
         loop {
-            let next = self
-                .patterns
-                .automaton
-                .find(Input::new(buf).range(search_from..))
-                .filter(|m| m.start() < hold);
+            let next = self.patterns.find(buf, search_from, hold);
             match (region, next) {
                 // Overlapping or touching: the region grows.
-                (Some((start, end)), Some(m)) if m.start() <= end => {
-                    region = Some((start, end.max(m.end())));
-                    search_from = m.start() + 1;
+                (Some((start, end)), Some((m_start, m_end))) if m_start <= end => {
+                    region = Some((start, end.max(m_end)));
+                    search_from = m_start + 1;
                 }
                 (Some((start, end)), _) => {
                     if start > pos {
@@ -314,9 +362,9 @@ impl<'p> Redactor<'p> {
                         break;
                     }
                 }
-                (None, Some(m)) => {
-                    region = Some((m.start(), m.end()));
-                    search_from = m.start() + 1;
+                (None, Some((m_start, m_end))) => {
+                    region = Some((m_start, m_end));
+                    search_from = m_start + 1;
                 }
                 (None, None) => break,
             }
@@ -762,6 +810,37 @@ mod tests {
             let (out, max_held) = stream(&p, &input, &cuts);
             prop_assert_eq!(&out, &oracle(&refs, &input));
             prop_assert!(max_held < p.max_len().max(1));
+        }
+
+        /// The same with long patterns that share their first PREFIX_LEN bytes
+        /// or more (as thousands of tokens with a common prefix do), in inputs
+        /// made of pieces of them: the automaton proposes starts that only the
+        /// full patterns can confirm or reject.
+        #[test]
+        fn long_patterns_sharing_a_prefix_match_like_the_oracle(
+            tails in prop::collection::vec(prop::collection::vec(prop::sample::select(b"ab".to_vec()), 0..5), 1..6),
+            shared in 10usize..20,
+            pieces in prop::collection::vec((0usize..6, 0usize..24, prop::bool::ANY), 0..12),
+            mut cuts in prop::collection::vec(0usize..300, 0..12),
+        ) {
+            const STEM: &[u8] = b"ATCTT3xFAKE0123456789";
+            let list: Vec<Vec<u8>> = tails
+                .iter()
+                .map(|t| [&STEM[..shared], t.as_slice()].concat())
+                .collect();
+            let refs: Vec<&[u8]> = list.iter().map(|p| p.as_slice()).collect();
+            let mut input = Vec::new();
+            for (which, cut, noise) in pieces {
+                let piece = &list[which % list.len()];
+                input.extend_from_slice(&piece[..cut.min(piece.len())]);
+                if noise {
+                    input.push(b'a');
+                }
+            }
+            cuts.sort_unstable();
+            let p = patterns(&refs);
+            let (out, _) = stream(&p, &input, &cuts);
+            prop_assert_eq!(&out, &oracle(&refs, &input));
         }
     }
 }
