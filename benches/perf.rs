@@ -6,6 +6,8 @@
 //! `cargo bench --locked --bench perf -- redaction latency overhead clone preflight many credentials memory`.
 //! `BBINJECT_PERF_MIB` sets the size of the streamed log (default 1024);
 //! `BBINJECT_PERF_SAMPLES=1` prints every sample, not only the medians.
+//! `BBINJECT_PERF_BIN=PATH` runs the latency rows with another build of the
+//! binary, e.g. the static release one from `.ci/release`.
 
 #[path = "../tests/support/background.rs"]
 mod background;
@@ -314,9 +316,12 @@ fn latency(work: &Path) {
             .env("HOME", work);
         cmd
     };
+    // The binary whose front doors are measured: this build, or another one.
+    let bin = std::env::var("BBINJECT_PERF_BIN").unwrap_or_else(|_| BIN.to_owned());
+    println!("  latency rows with {bin}");
     // A loop of `git credential fill` run as the child of `bbinject exec`.
     let in_exec = |body: String| {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(&bin);
         c.args(["exec", "--no-preflight", "--", "sh", "-c", &repeat(body)])
             .env("BITBUCKET_ACCESS_TOKEN", SECRET)
             .stdin(Stdio::null());

@@ -622,6 +622,23 @@ async fn a_config_routes_each_repository_to_its_credential() {
     assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[GIT_USER, EMAIL], &[]);
 }
 
+/// `check --format json --repo acme/app --retries 0` against TLS fronts.
+fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &str) -> Bb {
+    bb.args([
+        "check",
+        "--format",
+        "json",
+        "--repo",
+        "acme/app",
+        "--retries",
+        "0",
+        "--api-url",
+        &format!("{}/2.0", api.url()),
+        "--git-url",
+        git_url,
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
     use crate::support::tls_front::TlsFront;
@@ -638,19 +655,11 @@ async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
         format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
     let git_tls = TlsFront::start(git_addr);
     let args = |bb: Bb| {
-        bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN).args([
-            "check",
-            "--format",
-            "json",
-            "--repo",
-            "acme/app",
-            "--retries",
-            "0",
-            "--api-url",
-            &format!("{}/2.0", api_tls.url()),
-            "--git-url",
+        check_over_tls(
+            bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
+            &api_tls,
             &git_tls.url(),
-        ])
+        )
     };
 
     let bb = args(Bb::new());
@@ -715,21 +724,8 @@ async fn without_a_system_ca_store_the_built_in_roots_are_used() {
     let bb = bb
         .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
         .env("SSL_CERT_FILE", empty_file.display().to_string())
-        .env("SSL_CERT_DIR", empty_dir.display().to_string())
-        .args([
-            "check",
-            "-v",
-            "--format",
-            "json",
-            "--repo",
-            "acme/app",
-            "--retries",
-            "0",
-            "--api-url",
-            &format!("{}/2.0", api_tls.url()),
-            "--git-url",
-            &git_tls.url(),
-        ]);
+        .env("SSL_CERT_DIR", empty_dir.display().to_string());
+    let bb = check_over_tls(bb, &api_tls, &git_tls.url()).args(["-v"]);
     let run = bb.run();
     // Before: "cannot set up the HTTP client: No CA certificates were loaded
     // from the system" with a "this is a bug" hint, and no probe at all.
@@ -761,20 +757,8 @@ async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
         .env(
             "HTTPS_PROXY",
             "http://proxyuser:FAKE-proxy-password@127.0.0.1:9",
-        )
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--repo",
-            "acme/app",
-            "--retries",
-            "0",
-            "--api-url",
-            &format!("{}/2.0", api_tls.url()),
-            "--git-url",
-            &api_tls.url(),
-        ]);
+        );
+    let bb = check_over_tls(bb, &api_tls, &api_tls.url());
     let run = bb.run();
     assert_eq!(run.code(), 5, "{}", run.describe());
     assert!(

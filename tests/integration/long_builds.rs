@@ -145,6 +145,18 @@ fn run(mut command: std::process::Command) -> Run {
     Run::from(command.output().expect("run"))
 }
 
+/// `exec --no-preflight --token-url …` of `script` with an OAuth consumer;
+/// it must succeed.
+fn oauth_exec(w: &World, bb: &Bb, endpoint: &TokenEndpoint, script: &str) -> Run {
+    let result = run(w.exec(
+        bb,
+        &["--no-preflight", "--token-url", &endpoint.url()],
+        script,
+    ));
+    assert_eq!(result.code(), 0, "{}", result.describe());
+    result
+}
+
 /// Waits until `path` exists (the child reached a point), or fails the test.
 fn wait_for(path: &Path, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -182,16 +194,18 @@ async fn an_oauth_token_is_minted_again_before_it_expires() {
     let bb = w.oauth();
     let url = w.url();
     let started = Instant::now();
-    let result = run(w.exec(
+    let result = oauth_exec(
+        &w,
         &bb,
-        &["--no-preflight", "--token-url", &endpoint.url()],
+        &endpoint,
         &format!(
             "set -e; git clone -q {url} one; sleep 7; git clone -q {url} two; echo cloned twice"
         ),
-    ));
-    let elapsed = started.elapsed();
-    eprintln!("two clones 7 s apart with 4 s tokens: {elapsed:?}");
-    assert_eq!(result.code(), 0, "{}", result.describe());
+    );
+    eprintln!(
+        "two clones 7 s apart with 4 s tokens: {:?}",
+        started.elapsed()
+    );
     assert!(
         result.stdout.contains("cloned twice"),
         "{}",
@@ -226,12 +240,7 @@ async fn twenty_requests_at_expiry_cause_exactly_one_exchange() {
              | grep -c '^password=' >> counts) & \
          done; wait; echo \"answers=$(grep -c '^1$' counts)\""
     );
-    let result = run(w.exec(
-        &bb,
-        &["--no-preflight", "--token-url", &endpoint.url()],
-        &script,
-    ));
-    assert_eq!(result.code(), 0, "{}", result.describe());
+    let result = oauth_exec(&w, &bb, &endpoint, &script);
     assert!(
         result.stdout.contains("answers=20"),
         "{}",
@@ -254,12 +263,7 @@ async fn the_expiry_is_told_to_the_gits_that_understand_it() {
             "printf 'protocol=http\\nhost={host}\\npath=acme/app.git\\n\\n' | git credential fill \
              | sed 's/^password=.*/password=(given)/'"
         );
-        let result = run(w.exec(
-            &bb,
-            &["--no-preflight", "--token-url", &endpoint.url()],
-            &script,
-        ));
-        assert_eq!(result.code(), 0, "{}", result.describe());
+        let result = oauth_exec(&w, &bb, &endpoint, &script);
         assert!(
             result.stdout.contains("password=(given)"),
             "{}",
