@@ -556,6 +556,24 @@ fn many_repositories() {
     );
 }
 
+/// The secret of credential `i`: `ATCTT3x` and 100 pseudo-random URL-safe
+/// characters, like a real access token. Random tails matter: tokens that
+/// share long runs would let the automaton's prefilter skip most of a log,
+/// which real ones do not.
+fn access_token(i: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let tail: String = (0..100)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(ALPHABET[(x % 64) as usize])
+        })
+        .collect();
+    format!("ATCTT3x{tail}")
+}
+
 /// A config with `n` access-token credentials, one per repository, as an
 /// organisation that gives each repository its own token has.
 fn credentials_config(dir: &Path, n: usize) -> PathBuf {
@@ -563,8 +581,8 @@ fn credentials_config(dir: &Path, n: usize) -> PathBuf {
     let mut yaml = String::from("credentials:\n");
     for i in 0..n {
         yaml.push_str(&format!(
-            "  - name: repo{i}\n    kind: access_token\n    match: [ws{i}/repo]\n    \
-             secret: ATCTT3xFAKE{i:06}-access-token-abcdefghijklmnopqrstuvwxyz0123456789\n"
+            "  - name: r{i}\n    kind: access_token\n    match: [w{i}/r]\n    secret: {}\n",
+            access_token(i)
         ));
     }
     std::fs::write(&path, yaml).expect("config");
@@ -624,9 +642,7 @@ fn many_credentials(work: &Path) {
     while text.len() < (256 << 20) {
         text.extend_from_slice(line);
     }
-    text.extend_from_slice(
-        b"token=ATCTT3xFAKE000007-access-token-abcdefghijklmnopqrstuvwxyz0123456789\n",
-    );
+    text.extend_from_slice(format!("token={}\n", access_token(7)).as_bytes());
     std::fs::write(&log, &text).expect("log");
     let cat = |config: &Path| {
         format!(
