@@ -9,19 +9,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-/// What a path that is not a regular file is, for an error message.
-fn file_type_name(file_type: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if file_type.is_fifo() {
-        "a named pipe (FIFO)"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
-}
+use crate::sys::special_file_kind as file_type_name;
 
 /// A problem reading a bounded regular file, for the callers to name.
 pub enum FileProblem {
@@ -53,7 +41,6 @@ pub fn read_regular_file(
     path: &Path,
     max: u64,
 ) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), FileProblem> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let reason = |e: &std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => FileProblem::Missing,
         _ => FileProblem::Unreadable(io_reason(e)),
@@ -65,12 +52,7 @@ pub fn read_regular_file(
     if !metadata.is_file() {
         return Err(FileProblem::NotAFile(file_type_name(metadata.file_type())));
     }
-    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nonblocking)
-        .open(path)
-        .map_err(|e| reason(&e))?;
+    let file = crate::sys::open_read_nonblocking(path).map_err(|e| reason(&e))?;
     let metadata = file.metadata().map_err(|e| reason(&e))?;
     if !metadata.is_file() {
         return Err(FileProblem::NotAFile(file_type_name(metadata.file_type())));

@@ -8,11 +8,13 @@ fn main() -> std::process::ExitCode {
     // Before any secret is read: no ptrace or /proc/<pid>/mem|environ access by
     // other processes of the same user, and no core dump of this process. (The
     // core size limit is left alone: the child would inherit it.)
+    #[cfg(target_os = "linux")]
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
     // Invoked as GIT_ASKPASS (a symlink named bbinject-askpass): git passes the
     // prompt as the only argument, and there is no shell to add a subcommand.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    #[cfg(unix)]
     if args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
@@ -22,6 +24,7 @@ fn main() -> std::process::ExitCode {
     }
     // `bbinject credential get|store|erase`: git starts this once per
     // credential request, so it skips clap and logging set-up too.
+    #[cfg(unix)]
     if let [_, command, action] = args.as_slice()
         && command == "credential"
         && let Some(action @ ("get" | "store" | "erase")) = action.to_str()

@@ -69,8 +69,8 @@ impl Settings {
 
 impl Settings {
     /// Where the broker mints an OAuth consumer's next token.
-    pub fn mint(&self) -> crate::broker::server::MintSettings {
-        crate::broker::server::MintSettings {
+    pub fn mint(&self) -> crate::broker::renew::MintSettings {
+        crate::broker::renew::MintSettings {
             http: self.http.clone(),
             token_url: self.endpoints.token.clone(),
         }

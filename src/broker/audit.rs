@@ -26,15 +26,14 @@ pub enum AuditLog {
 impl AuditLog {
     /// `-` is stderr; anything else a file, appended to, created `0600`.
     pub fn open(target: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt as _;
         if target == Path::new("-") {
             return Ok(AuditLog::Stderr);
         }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(target)?;
+        let file = crate::sys::create_with_mode(
+            std::fs::OpenOptions::new().append(true).create(true),
+            0o600,
+        )
+        .open(target)?;
         Ok(AuditLog::File(Mutex::new(file)))
     }
 

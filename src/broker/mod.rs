@@ -12,14 +12,22 @@
 //! write anything to disk. Nothing in this module logs a secret; a refusal is
 //! one line naming host, path and reason.
 
+// The broker's transport is a Unix socket with peer credentials; Windows
+// (a named pipe with a per-user ACL) is not done yet: issue "Windows build
+// agents". The policy, protocol, capability, child environment and renewal
+// are platform-neutral.
+#[cfg(unix)]
 pub mod audit;
 pub mod capability;
 pub mod child_env;
+#[cfg(unix)]
 pub mod client;
+#[cfg(unix)]
 pub mod detached;
 pub mod policy;
 pub mod protocol;
 pub mod renew;
+#[cfg(unix)]
 pub mod server;
 
 /// Environment variable naming the broker's socket, for the front doors.

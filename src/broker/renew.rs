@@ -14,7 +14,6 @@
 //! *before* it is handed to anyone. This module never decides who may have a
 //! secret (that is the server's policy) and never logs a value.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
@@ -50,26 +49,14 @@ pub enum RenewError {
     Mint(#[from] crate::bitbucket::MintError),
 }
 
-/// A file's identity and version, as cheap to read as one `stat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
+/// A file's identity and version (`sys::FileStamp`), if it exists now.
+struct Stamp;
 
 impl Stamp {
-    fn of(file: &SecretFile) -> Option<Self> {
-        let m = std::fs::metadata(&file.path).ok()?;
-        Some(Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
+    fn of(file: &SecretFile) -> Option<crate::sys::FileStamp> {
+        std::fs::metadata(&file.path)
+            .ok()
+            .map(|m| crate::sys::file_stamp(&m))
     }
 }
 
@@ -78,7 +65,7 @@ struct State {
     expires_at: Option<SystemTime>,
     lifetime: Option<Duration>,
     /// The file as last read (a rotation changes it).
-    stamp: Option<Stamp>,
+    stamp: Option<crate::sys::FileStamp>,
     /// git said the current OAuth token was rejected: mint before serving.
     stale: bool,
     warned_invalid: bool,
@@ -276,6 +263,13 @@ impl Live {
             );
         }
     }
+}
+
+/// Where an OAuth consumer's tokens are minted again: the token endpoint and
+/// the HTTP settings of the run.
+pub struct MintSettings {
+    pub http: crate::bitbucket::HttpSettings,
+    pub token_url: crate::bitbucket::Endpoint,
 }
 
 /// How to renew, as `exec` and `export` know it before a broker starts (and

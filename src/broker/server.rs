@@ -17,7 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::policy::{self, AllowList, Refusal};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
-use super::renew::{Live, RenewalSpec, SecretSpec};
+use super::renew::{Live, MintSettings, RenewalSpec, SecretSpec};
 use crate::bitbucket::Bearer;
 use crate::credential::RepoPattern;
 use crate::credential::{CredentialSet, RestAuth, Scope};
@@ -47,13 +47,6 @@ pub struct VaultEntry {
 /// The secrets the broker hands out.
 pub struct Vault {
     pub entries: Vec<VaultEntry>,
-}
-
-/// Where an OAuth consumer's tokens are minted again: the token endpoint and
-/// the HTTP settings of the run.
-pub struct MintSettings {
-    pub http: crate::bitbucket::HttpSettings,
-    pub token_url: crate::bitbucket::Endpoint,
 }
 
 impl Vault {

@@ -7,7 +7,6 @@
 //! source (`BITBUCKET_API_TOKEN_FILE=/run/secrets/x`), never the value.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -268,28 +267,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Whether a secret file's mode lets someone other than its owner read it,
-/// and who: `others`, or `its group` when the group is not one of ours (a
-/// Kubernetes `fsGroup` with mode 0440 is the group we run in, and fine).
-fn readable_by_others(metadata: &std::fs::Metadata) -> Option<&'static str> {
-    use std::os::unix::fs::MetadataExt as _;
-    let mode = metadata.permissions().mode();
-    if mode & 0o004 != 0 {
-        return Some("other users");
-    }
-    if mode & 0o040 != 0 {
-        let gid = metadata.gid();
-        let ours = rustix::process::getegid().as_raw() == gid
-            || rustix::process::getgroups()
-                .map(|groups| groups.iter().any(|g| g.as_raw() == gid))
-                .unwrap_or(false);
-        if !ours {
-            return Some("its group, which this process is not in,");
-        }
-    }
-    None
-}
-
 /// Reads a secret file with the rules of ARCHITECTURE.md §2. `label` names it in errors.
 pub fn read_secret_file(
     path: &Path,
@@ -306,11 +283,10 @@ pub fn read_secret_file(
         })?;
 
     let mut warnings = Vec::new();
-    if let Some(who) = readable_by_others(&metadata) {
-        let mode = metadata.permissions().mode();
+    if let Some((who, mode)) = crate::sys::readable_by_others(&metadata) {
         warnings.push(Warning {
             code: crate::codes::ProblemCode::SecretFilePermissions,
-            message: format!("{label} is readable by {who} (mode {:03o})", mode & 0o777),
+            message: format!("{label} is readable by {who} ({mode})"),
             hint:
                 "restrict it (chmod 600; for a Kubernetes secret, defaultMode: 0400, or 0440 with \
                    an fsGroup the pod runs in)"
@@ -396,6 +372,7 @@ pub(super) fn validate_value(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
     use crate::credential::build::{ACCESS_TOKEN, API_TOKEN, from_variables};

@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::io::Read as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use super::ScrubError;
@@ -103,7 +102,7 @@ pub fn repository(path: &Path) -> Result<Repository, ScrubError> {
         let Ok(meta) = std::fs::symlink_metadata(&dir) else {
             continue;
         };
-        if !meta.is_dir() || !visited.insert((meta.dev(), meta.ino())) {
+        if !meta.is_dir() || !visited.insert(crate::sys::dir_identity(&dir, &meta)) {
             continue;
         }
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

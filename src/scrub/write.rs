@@ -7,7 +7,6 @@
 //! It must never write a file it has not locked, nor leave its lock behind.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -137,16 +136,16 @@ impl Lock {
         let target = write_target(path)?;
         let lock = PathBuf::from(format!("{}.lock", target.display()));
         let mode = std::fs::metadata(&target)
-            .map(|m| m.permissions().mode() & 0o7777)
+            .map(|m| crate::sys::mode(&m))
             .unwrap_or(0o644);
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&lock)
+            match crate::sys::create_with_mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                mode,
+            )
+            .open(&lock)
             {
                 Ok(handle) => {
                     return Ok(Self {
@@ -218,7 +217,7 @@ impl Lock {
             .and_then(|()| self.handle.sync_all())
             .map_err(unwritable)?;
         // create_new applies the umask: give the new file the old file's mode.
-        let _ = std::fs::set_permissions(&self.lock, std::fs::Permissions::from_mode(self.mode));
+        let _ = crate::sys::set_mode(&self.lock, self.mode);
         verify(&self.lock).map_err(|reason| ScrubError::Verification {
             path: self.shown.clone(),
             reason,

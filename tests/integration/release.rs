@@ -51,6 +51,31 @@ fn completions_are_generated_for_every_shell_and_bash_parses_them() {
     assert_eq!(run(&["completions", "tcsh"]).code(), 2);
 }
 
+/// A reader that stops early (`| grep -q`, `| head`) closes the pipe: the
+/// completions and the man page end quietly, without a panic. (Under wine
+/// `bbinject.exe completions powershell | grep -q …` panicked in clap_complete.)
+#[test]
+fn completions_and_the_man_page_survive_a_closed_pipe() {
+    for args in [
+        ["completions", "zsh"],
+        ["completions", "powershell"],
+        ["man", "-v"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = crate::support::Bb::new()
+            .command()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn man_dir_writes_a_page_per_command_each_with_exit_status_environment_and_examples() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,83 @@
+//! Unix: file types, `O_NONBLOCK`, mode bits and groups, device and inode.
+
+use std::fs::{File, FileType, Metadata, OpenOptions};
+use std::os::unix::fs::{
+    FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
+use std::path::Path;
+
+use super::FileStamp;
+
+/// What a path that is not a regular file is, for an error message.
+pub fn special_file_kind(file_type: FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading without blocking, even if it was swapped for a
+/// FIFO after it was checked.
+pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+}
+
+/// Who besides its owner may read a file, by its mode: `other users`, or its
+/// group when that is not one of ours (a Kubernetes `fsGroup` with mode 0440
+/// is the group we run in, and fine); with the mode, e.g. `(mode 644)`.
+pub fn readable_by_others(metadata: &Metadata) -> Option<(&'static str, String)> {
+    let mode = metadata.permissions().mode();
+    let shown = format!("mode {:03o}", mode & 0o777);
+    if mode & 0o004 != 0 {
+        return Some(("other users", shown));
+    }
+    if mode & 0o040 != 0 {
+        let gid = metadata.gid();
+        let ours = rustix::process::getegid().as_raw() == gid
+            || rustix::process::getgroups()
+                .map(|groups| groups.iter().any(|g| g.as_raw() == gid))
+                .unwrap_or(false);
+        if !ours {
+            return Some(("its group, which this process is not in,", shown));
+        }
+    }
+    None
+}
+
+pub fn file_stamp(metadata: &Metadata) -> FileStamp {
+    FileStamp {
+        id: (metadata.dev(), metadata.ino()),
+        size: metadata.size(),
+        modified: metadata.modified().ok(),
+        changed: (metadata.ctime(), metadata.ctime_nsec()),
+    }
+}
+
+/// A directory's identity, to walk each one once (links can loop).
+pub fn dir_identity(_path: &Path, metadata: &Metadata) -> String {
+    format!("{}:{}", metadata.dev(), metadata.ino())
+}
+
+/// The permission bits to give a file that replaces this one.
+pub fn mode(metadata: &Metadata) -> u32 {
+    metadata.permissions().mode() & 0o7777
+}
+
+/// Files created through `options` get `mode` (less the umask).
+pub fn create_with_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
+    options.mode(mode)
+}
+
+/// Sets `path`'s permission bits to `mode`.
+pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
