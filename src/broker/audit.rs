@@ -147,7 +147,12 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
         let r = d.request;
         Record {
             time: rfc3339_now(),
-            decision: if d.granted { "granted" } else { "refused" },
+            // git's `erase` is a report, not a request for the credential.
+            decision: match (d.granted, d.refusal, r.want) {
+                (_, None, Want::Erase) => "noted",
+                (true, _, _) => "granted",
+                (false, _, _) => "refused",
+            },
             reason: d.refusal.map(Refusal::code),
             detail: d.refusal.map(ToString::to_string),
             front: if r.from_helper { "helper" } else { "askpass" },
@@ -267,6 +272,25 @@ mod tests {
             from_helper: true,
             rejected: None,
         }
+    }
+
+    #[test]
+    fn an_erase_is_noted_not_refused() {
+        let mut req = request(Some("acme/app.git"));
+        req.want = Want::Erase;
+        req.rejected = Some("sha256:0123456789ab".into());
+        let peer = Peer::of(None, 0);
+        let decision = Decision {
+            request: &req,
+            granted: false,
+            refusal: None,
+            credential: Some(("env", "sha256:0123")),
+            peer: &peer,
+        };
+        let json = serde_json::to_value(Record::from(&decision)).expect("json");
+        assert_eq!(json["decision"], "noted");
+        assert_eq!(json["want"], "erase");
+        assert!(json["reason"].is_null());
     }
 
     #[test]
