@@ -622,6 +622,29 @@ async fn a_config_routes_each_repository_to_its_credential() {
     assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[GIT_USER, EMAIL], &[]);
 }
 
+/// A world whose API knows `acme/app` (for an access token), with a TLS
+/// front (its own test CA) before the API and one before the git server.
+async fn tls_world() -> (
+    World,
+    crate::support::tls_front::TlsFront,
+    crate::support::tls_front::TlsFront,
+) {
+    use crate::support::tls_front::TlsFront;
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let api_tls = TlsFront::start(*w.api.address());
+    let git_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
+    let git_tls = TlsFront::start(git_addr);
+    (w, api_tls, git_tls)
+}
+
 /// `check --format json --repo acme/app --retries 0` against TLS fronts.
 fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &str) -> Bb {
     bb.args([
@@ -641,19 +664,7 @@ fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
-    use crate::support::tls_front::TlsFront;
-    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        authenticated(bb::private_repository(), "repo_access_token"),
-    )
-    .await;
-    let api_tls = TlsFront::start(*w.api.address());
-    let git_addr: std::net::SocketAddr =
-        format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
-    let git_tls = TlsFront::start(git_addr);
+    let (_w, api_tls, git_tls) = tls_world().await;
     let args = |bb: Bb| {
         check_over_tls(
             bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
@@ -703,19 +714,7 @@ async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
 /// against public CAs; a private CA still needs `--ca-file`, which still works.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_system_ca_store_the_built_in_roots_are_used() {
-    use crate::support::tls_front::TlsFront;
-    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        authenticated(bb::private_repository(), "repo_access_token"),
-    )
-    .await;
-    let api_tls = TlsFront::start(*w.api.address());
-    let git_addr: std::net::SocketAddr =
-        format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
-    let git_tls = TlsFront::start(git_addr);
+    let (_w, api_tls, git_tls) = tls_world().await;
     let bb = Bb::new();
     // An empty store: rustls-native-certs reads only these when they are set.
     let empty_file = bb.file("empty.pem", b"", 0o644);
