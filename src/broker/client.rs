@@ -223,7 +223,7 @@ fn origin(protocol: &str, host: &str, path: Option<&str>) -> String {
     }
 }
 
-/// What git asks the helper for: the fields of a `get` request that matter.
+/// What git tells the helper: the fields of a `get` or `erase` that matter.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HelperQuery {
     pub protocol: String,
@@ -231,6 +231,9 @@ pub struct HelperQuery {
     pub host: String,
     pub path: Option<String>,
     pub username: Option<String>,
+    /// The fingerprint of the password git sent (with `erase`: the one the
+    /// server rejected); the password itself is not kept.
+    pub password_fingerprint: Option<String>,
 }
 
 /// Parses git's helper input (`key=value` lines, bounded). `Ok(None)` when it
@@ -248,6 +251,7 @@ pub fn parse_helper_input(
         protocol,
         path: field("path"),
         username: field("username"),
+        password_fingerprint: field("password").map(|p| Secret::new(p).fingerprint()),
     }))
 }
 
@@ -339,12 +343,6 @@ fn erase(input: &[u8]) -> std::process::ExitCode {
     let Ok(Some(query)) = parse_helper_input(input) else {
         return std::process::ExitCode::SUCCESS;
     };
-    let rejected = super::protocol::parse_fields(input)
-        .ok()
-        .and_then(|mut fields| {
-            let password = fields.remove("password").map(Secret::new);
-            password.map(|p| p.fingerprint())
-        });
     let _ = ask(|capability| Request {
         capability,
         protocol: query.protocol,
@@ -353,7 +351,7 @@ fn erase(input: &[u8]) -> std::process::ExitCode {
         username: query.username,
         want: Want::Erase,
         from_helper: true,
-        rejected,
+        rejected: query.password_fingerprint,
     });
     std::process::ExitCode::SUCCESS
 }

@@ -50,14 +50,10 @@ pub enum RenewError {
 }
 
 /// A file's identity and version (`sys::FileStamp`), if it exists now.
-struct Stamp;
-
-impl Stamp {
-    fn of(file: &SecretFile) -> Option<crate::sys::FileStamp> {
-        std::fs::metadata(&file.path)
-            .ok()
-            .map(|m| crate::sys::file_stamp(&m))
-    }
+fn stamp_of(file: &SecretFile) -> Option<crate::sys::FileStamp> {
+    std::fs::metadata(&file.path)
+        .ok()
+        .map(|m| crate::sys::file_stamp(&m))
 }
 
 struct State {
@@ -95,7 +91,7 @@ impl Live {
         renewal: Renewal,
     ) -> Self {
         let stamp = match &renewal {
-            Renewal::File { file, .. } => Stamp::of(file),
+            Renewal::File { file, .. } => stamp_of(file),
             _ => None,
         };
         Self {
@@ -171,7 +167,7 @@ impl Live {
     }
 
     fn reread_if_changed(&self, state: &mut State, file: &SecretFile, kind: Kind) {
-        let stamp = Stamp::of(file);
+        let stamp = stamp_of(file);
         if stamp.is_none() || stamp == state.stamp {
             // Unchanged, or gone for a moment mid-rotation: keep serving.
             return;
