@@ -91,13 +91,16 @@ impl HttpError {
 }
 
 pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("bbinject/", env!("CARGO_PKG_VERSION")))
-        .timeout(settings.timeout)
-        .connect_timeout(settings.connect_timeout)
-        // A redirect would carry our Authorization header to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(false);
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(concat!("bbinject/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            // A redirect would carry our Authorization header to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(false)
+    };
+    let failed = |e: reqwest::Error| HttpError::Client(strip_userinfo(&error_chain(&e)));
     if let Some(path) = &settings.ca_file {
         let shown = path.display().to_string();
         // A bundle of every public CA is ~250 KiB; a FIFO must not block us.
@@ -112,32 +115,33 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpErro
             .ok()
             .filter(|c| !c.is_empty())
             .ok_or(HttpError::CaFileInvalid { path: shown })?;
-        builder = builder.tls_certs_merge(certs);
-    } else if !system_roots_present() {
-        // A static binary copied into scratch, distroless or busybox finds no
-        // CA bundle. The system's store wins whenever it has one (so an admin's
-        // additions and removals hold); only an empty one falls back to the
-        // Mozilla roots compiled in. ARCHITECTURE.md §8.
-        tracing::info!(
-            "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs): \
-             trusting the {} Mozilla root certificates built into bbinject",
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
-        );
-        builder = builder.tls_certs_only(
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
-        );
+        return builder().tls_certs_merge(certs).build().map_err(failed);
     }
-    builder
-        .build()
-        .map_err(|e| HttpError::Client(strip_userinfo(&error_chain(&e))))
-}
-
-/// Whether the system has a CA store to trust: `rustls-native-certs` looks
-/// where the platform verifier will (`SSL_CERT_FILE`/`SSL_CERT_DIR` first).
-fn system_roots_present() -> bool {
-    !rustls_native_certs::load_native_certs().certs.is_empty()
+    // The platform verifier reads the system's store while the client is
+    // built, and fails only when that store is empty: a static binary copied
+    // into scratch, distroless or busybox. Only then (one more read to be sure
+    // that is why) the Mozilla roots compiled in are trusted instead; the
+    // system's store wins whenever it has one, so an admin's additions and
+    // removals hold. ARCHITECTURE.md §8.
+    match builder().build() {
+        Err(e) if rustls_native_certs::load_native_certs().certs.is_empty() => {
+            tracing::debug!(error = %error_chain(&e), "the platform verifier has no roots");
+            tracing::info!(
+                "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
+                 /etc/ssl/certs): trusting the {} Mozilla root certificates built into bbinject",
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+            );
+            builder()
+                .tls_certs_only(
+                    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                        .iter()
+                        .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+                )
+                .build()
+                .map_err(failed)
+        }
+        built => built.map_err(failed),
+    }
 }
 
 /// A response, with its body read (up to a bound).
