@@ -41,12 +41,15 @@ pub enum MintError {
     Unreachable { host: String, reason: String },
     #[error("the token endpoint {host} answered without an access_token")]
     NoToken { host: String },
+    #[error("cannot set up the HTTP client for the token endpoint: {0}")]
+    Client(String),
 }
 
 /// Exchanges a client id and secret for bearer tokens, as often as asked.
 pub struct TokenMinter {
     settings: HttpSettings,
-    client: reqwest::Client,
+    /// Built at the first renewal: most builds end before their token does.
+    client: tokio::sync::OnceCell<reqwest::Client>,
     url: Endpoint,
     client_id: String,
     client_secret: Secret,
@@ -58,22 +61,26 @@ impl TokenMinter {
         url: Endpoint,
         client_id: String,
         client_secret: Secret,
-    ) -> Result<Self, http::HttpError> {
-        let client = http::build_client(&settings)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             settings,
-            client,
+            client: tokio::sync::OnceCell::new(),
             url,
             client_id,
             client_secret,
-        })
+        }
     }
 
     pub async fn mint(&self) -> Result<Bearer, MintError> {
         let host = self.url.host().to_owned();
+        let client = self
+            .client
+            .get_or_try_init(|| async { http::build_client(&self.settings) })
+            .await
+            .map_err(|e| MintError::Client(e.to_string()))?;
         let reply = api::exchange(
             &self.settings,
-            &self.client,
+            client,
             &self.url,
             &self.client_id,
             &self.client_secret,

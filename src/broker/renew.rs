@@ -29,7 +29,7 @@ pub enum Renewal {
     /// From a file: read again when it changes.
     File { file: SecretFile, kind: Kind },
     /// An OAuth consumer's bearer token: minted again before it expires.
-    Mint(TokenMinter),
+    Mint(Box<TokenMinter>),
 }
 
 /// What a request is given.
@@ -301,12 +301,9 @@ impl SecretSpec {
         }
     }
 
-    /// Makes the live secret (an OAuth consumer gets its own HTTP client).
-    pub fn start(
-        self,
-        name: String,
-        usernames: Vec<String>,
-    ) -> Result<Live, crate::bitbucket::HttpError> {
+    /// Makes the live secret (an OAuth consumer's HTTP client is built at its
+    /// first renewal).
+    pub fn start(self, name: String, usernames: Vec<String>) -> Live {
         let renewal = match self.renewal {
             RenewalSpec::Fixed => Renewal::Fixed,
             RenewalSpec::File { file, kind } => Renewal::File { file, kind },
@@ -315,15 +312,14 @@ impl SecretSpec {
                 url,
                 client_id,
                 client_secret,
-            } => Renewal::Mint(TokenMinter::new(http, url, client_id, client_secret)?),
+            } => Renewal::Mint(Box::new(TokenMinter::new(
+                http,
+                url,
+                client_id,
+                client_secret,
+            ))),
         };
-        Ok(Live::new(
-            name,
-            usernames,
-            self.initial,
-            self.minted,
-            renewal,
-        ))
+        Live::new(name, usernames, self.initial, self.minted, renewal)
     }
 }
 
@@ -348,7 +344,6 @@ mod tests {
             renewal: RenewalSpec::File { file, kind: ACCESS },
         }
         .start("env".into(), vec!["x-token-auth".into()])
-        .expect("live")
     }
 
     /// Replaces `path` the way Kubernetes and Vault Agent do: a new file
@@ -401,8 +396,7 @@ mod tests {
     #[tokio::test]
     async fn an_erase_never_drops_a_fixed_secret() {
         let live = SecretSpec::fixed(Some(Secret::new("FAKE-fixed-token-0000000".into())))
-            .start("env".into(), vec![])
-            .expect("live");
+            .start("env".into(), vec![]);
         live.rejected(None, "https://bitbucket.org/acme/app").await;
         live.rejected(None, "https://bitbucket.org/acme/app").await;
         assert_eq!(served(&live).await, "FAKE-fixed-token-0000000");
@@ -454,7 +448,6 @@ mod tests {
             },
         }
         .start("oauth".into(), vec!["x-token-auth".into()])
-        .expect("live")
     }
 
     #[tokio::test(flavor = "multi_thread")]

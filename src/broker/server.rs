@@ -244,14 +244,14 @@ impl Broker {
         capability: Secret,
         audit: Option<super::audit::AuditLog>,
     ) -> std::io::Result<Self> {
-        let mut live = Vec::with_capacity(vault.entries.len());
-        for entry in &mut vault.entries {
-            let spec = std::mem::replace(&mut entry.secret, SecretSpec::fixed(None));
-            live.push(
+        let live = vault
+            .entries
+            .iter_mut()
+            .map(|entry| {
+                let spec = std::mem::replace(&mut entry.secret, SecretSpec::fixed(None));
                 spec.start(entry.name.clone(), std::mem::take(&mut entry.usernames))
-                    .map_err(std::io::Error::other)?,
-            );
-        }
+            })
+            .collect();
         let socket = dir.socket();
         let listener = UnixListener::bind(&socket)?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
