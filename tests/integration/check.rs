@@ -336,21 +336,11 @@ async fn slow_api_times_out_with_exit_5() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_bitbucket_exits_5() {
     let w = world(|g| g).await;
-    let bb = Bb::new()
-        .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--repo",
-            "acme/app",
-            "--retries",
-            "0",
-            "--api-url",
-            "http://127.0.0.1:9/2.0",
-            "--git-url",
-            "http://127.0.0.1:9",
-        ]);
+    let bb = check_once(
+        Bb::new().env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
+        "http://127.0.0.1:9/2.0",
+        "http://127.0.0.1:9",
+    );
     let run = bb.run();
     drop(w);
     assert_eq!(run.code(), 5, "{}", run.describe());
@@ -645,8 +635,9 @@ async fn tls_world() -> (
     (w, api_tls, git_tls)
 }
 
-/// `check --format json --repo acme/app --retries 0` against TLS fronts.
-fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &str) -> Bb {
+/// `check --format json --repo acme/app --retries 0` against `api` (the API
+/// base, with `/2.0`) and `git`.
+fn check_once(bb: Bb, api: &str, git: &str) -> Bb {
     bb.args([
         "check",
         "--format",
@@ -656,9 +647,9 @@ fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &s
         "--retries",
         "0",
         "--api-url",
-        &format!("{}/2.0", api.url()),
+        api,
         "--git-url",
-        git_url,
+        git,
     ])
 }
 
@@ -666,9 +657,9 @@ fn check_over_tls(bb: Bb, api: &crate::support::tls_front::TlsFront, git_url: &s
 async fn an_untrusted_tls_certificate_exits_5_and_points_at_ca_file() {
     let (_w, api_tls, git_tls) = tls_world().await;
     let args = |bb: Bb| {
-        check_over_tls(
+        check_once(
             bb.env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
-            &api_tls,
+            &format!("{}/2.0", api_tls.url()),
             &git_tls.url(),
         )
     };
@@ -724,7 +715,7 @@ async fn without_a_system_ca_store_the_built_in_roots_are_used() {
         .env("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)
         .env("SSL_CERT_FILE", empty_file.display().to_string())
         .env("SSL_CERT_DIR", empty_dir.display().to_string());
-    let bb = check_over_tls(bb, &api_tls, &git_tls.url()).args(["-v"]);
+    let bb = check_once(bb, &format!("{}/2.0", api_tls.url()), &git_tls.url()).args(["-v"]);
     let run = bb.run();
     // Before: "cannot set up the HTTP client: No CA certificates were loaded
     // from the system" with a "this is a bug" hint, and no probe at all.
@@ -757,7 +748,7 @@ async fn a_dead_proxy_is_reported_as_a_proxy_error_without_its_password() {
             "HTTPS_PROXY",
             "http://proxyuser:FAKE-proxy-password@127.0.0.1:9",
         );
-    let bb = check_over_tls(bb, &api_tls, &api_tls.url());
+    let bb = check_once(bb, &format!("{}/2.0", api_tls.url()), &api_tls.url());
     let run = bb.run();
     assert_eq!(run.code(), 5, "{}", run.describe());
     assert!(
