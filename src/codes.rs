@@ -28,6 +28,9 @@ pub enum Exit {
     CommandNotFound,
     /// `exec`: the child's own status, or `128 + n` if signal `n` killed it.
     Child(u8),
+    /// `exec` on Windows: a child's exit code beyond 0–255 (an NTSTATUS such
+    /// as `0xC000013A`), passed through whole by `main`.
+    Status(i32),
 }
 
 impl Exit {
@@ -42,6 +45,8 @@ impl Exit {
             Exit::CannotExecute => 126,
             Exit::CommandNotFound => 127,
             Exit::Child(code) => code,
+            // Where a process status is one byte, its low byte.
+            Exit::Status(code) => code.to_le_bytes()[0],
         }
     }
 }

@@ -37,9 +37,6 @@ pub enum Error {
     AuditLog { path: String, reason: String },
     #[error("cannot write the man pages into {dir}: {reason}")]
     Manual { dir: String, reason: String },
-    /// A command whose broker needs Unix sockets, on Windows.
-    #[error("`bbinject {0}` does not run on Windows yet")]
-    NotOnWindows(&'static str),
 }
 
 /// An I/O error as a short clause, without the OS error number.
@@ -70,11 +67,6 @@ impl Error {
             Error::AllowCheckedWithoutRepo => "add --repo WORKSPACE/SLUG for each repository the build may touch".into(),
             Error::AuditLog { .. } => {
                 "give a path in a writable directory (with export, not `-`: its broker has no stderr)".into()
-            }
-            Error::NotOnWindows(_) => {
-                "`bbinject check` works here; run the build step on a Linux agent or in a Linux \
-                 container (the ghcr.io/bbinject/bbinject image) until the Windows broker lands"
-                    .into()
             }
         }
     }

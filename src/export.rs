@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::broker::detached::Handoff;
-use crate::broker::server::{RuntimeDir, Vault};
+use crate::broker::server::Vault;
+use crate::broker::transport::{self, Endpoint};
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::credential::Environment;
@@ -90,10 +91,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
     // Created here, where the caller's XDG_RUNTIME_DIR and TMPDIR are known;
     // the broker starts with an empty environment and adopts it.
-    let runtime = RuntimeDir::create().map_err(Error::RuntimeDir)?;
+    let runtime = Endpoint::create().map_err(Error::RuntimeDir)?;
     let handoff = Handoff {
         capability: crate::secret::Secret::new(capability.expose().to_owned()),
-        runtime_dir: runtime.path().to_path_buf(),
+        runtime_dir: runtime.handle().to_path_buf(),
         origins: allow.origins().to_vec(),
         max_uses: args.max_uses,
         ttl: args.ttl,
@@ -133,13 +134,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         },
     )?;
     let mut vars: Vec<(String, String)> = vec![
-        (
-            "GIT_ASKPASS".into(),
-            dir.join(crate::broker::ASKPASS_NAME).display().to_string(),
-        ),
+        ("GIT_ASKPASS".into(), exe.display().to_string()),
         (
             ENV_SOCKET.into(),
-            dir.join(crate::broker::SOCKET_NAME).display().to_string(),
+            transport::address_of(&dir).display().to_string(),
         ),
         (ENV_CAPABILITY.into(), capability.expose().to_owned()),
         ("GIT_TERMINAL_PROMPT".into(), "0".into()),
@@ -162,15 +160,15 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
 /// holding the secret) and the reason is returned, ready for "the detached
 /// broker {reason}".
 fn start_detached(exe: &Path, handoff: &[u8], timeout: Duration) -> Result<(), String> {
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .arg("broker")
         .env_clear()
-        .current_dir("/")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not be started ({e})"))?;
+        .stderr(std::process::Stdio::null());
+    let mut child =
+        spawn_detached(&mut command).map_err(|e| format!("could not be started ({e})"))?;
     let handed = child
         .stdin
         .take()
@@ -211,9 +209,40 @@ fn start_detached(exe: &Path, handoff: &[u8], timeout: Duration) -> Result<(), S
     }
 }
 
-/// Ends a broker that failed to start: SIGTERM, then SIGKILL after a moment,
-/// and reaps it.
+#[cfg(unix)]
+fn spawn_detached(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    command.current_dir("/").spawn()
+}
+
+/// Windows: no console and a process group of its own (no Ctrl-C from the
+/// caller's console), out of `exec`'s job object (it must outlive the step
+/// that exported it), with the two variables Windows needs to start
+/// networking. An agent's job that forbids breaking away keeps it inside.
+#[cfg(windows)]
+fn spawn_detached(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::os::windows::process::CommandExt as _;
+    const DETACHED_PROCESS: u32 = 0x0000_0008;
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    const CREATE_BREAKAWAY_FROM_JOB: u32 = 0x0100_0000;
+    for name in ["SystemRoot", "SystemDrive"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    if let Some(dir) = std::env::var_os("SystemRoot") {
+        command.current_dir(dir);
+    }
+    let flags = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP;
+    command
+        .creation_flags(flags | CREATE_BREAKAWAY_FROM_JOB)
+        .spawn()
+        .or_else(|_| command.creation_flags(flags).spawn())
+}
+
+/// Ends a broker that failed to start: SIGTERM, then SIGKILL after a moment
+/// (Windows: terminated at once), and reaps it.
 fn stop(child: &mut std::process::Child) {
+    #[cfg(unix)]
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }

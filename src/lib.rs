@@ -25,9 +25,7 @@ pub mod cli;
 pub mod codes;
 pub mod credential;
 pub mod error;
-#[cfg(unix)]
 pub mod exec;
-#[cfg(unix)]
 pub mod export;
 pub mod fsutil;
 pub mod logging;
@@ -44,7 +42,6 @@ use error::{Error, Exit};
 
 /// Runs the parsed command line; the caller turns the result into an exit code.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
-    #[cfg(unix)]
     if let Command::Credential { action } = &cli.command {
         // git starts this for every request: no runtime, no network, fast.
         let code = broker::client::helper_main(action.as_str());
@@ -61,20 +58,9 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
     let env = ProcessEnvironment;
     match &cli.command {
         Command::Check(args) => Ok(runtime.block_on(check::run(args, &env))),
-        #[cfg(unix)]
         Command::Exec(args) => runtime.block_on(exec::run(args, &env)),
-        #[cfg(unix)]
         Command::Export(args) => runtime.block_on(export::run(args, &env)),
-        #[cfg(unix)]
         Command::Broker => Ok(runtime.block_on(broker::detached::serve())),
-        #[cfg(not(unix))]
-        Command::Exec(_) => Err(Error::NotOnWindows("exec")),
-        #[cfg(not(unix))]
-        Command::Export(_) => Err(Error::NotOnWindows("export")),
-        #[cfg(not(unix))]
-        Command::Broker => Err(Error::NotOnWindows("broker")),
-        #[cfg(not(unix))]
-        Command::Credential { .. } => Err(Error::NotOnWindows("credential")),
         Command::Scrub(args) => Ok(scrub::run(args, &env)),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -108,7 +94,6 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
             Ok(Exit::Success)
         }
-        #[cfg(unix)]
         Command::Credential { .. } => Ok(Exit::Success),
     }
 }

@@ -11,20 +11,15 @@ fn main() -> std::process::ExitCode {
     #[cfg(target_os = "linux")]
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 
-    // Invoked as GIT_ASKPASS (a symlink named bbinject-askpass): git passes the
-    // prompt as the only argument, and there is no shell to add a subcommand.
+    // Invoked as GIT_ASKPASS (the binary itself): git passes the prompt as
+    // the only argument, and there is no shell to add a subcommand. No
+    // subcommand has a space in it; a prompt always has.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    #[cfg(unix)]
-    if args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        == Some(std::ffi::OsStr::new(bbinject::broker::ASKPASS_NAME))
-    {
+    if bbinject::broker::client::is_askpass_call(&args) {
         return bbinject::broker::client::askpass_main(args);
     }
     // `bbinject credential get|store|erase`: git starts this once per
     // credential request, so it skips clap and logging set-up too.
-    #[cfg(unix)]
     if let [_, command, action] = args.as_slice()
         && command == "credential"
         && let Some(action @ ("get" | "store" | "erase")) = action.to_str()
@@ -41,6 +36,8 @@ fn main() -> std::process::ExitCode {
     };
     bbinject::logging::init(cli.verbose);
     match bbinject::run(cli) {
+        // Windows: a child's 32-bit exit code, whole (ExitCode holds a byte).
+        Ok(bbinject::error::Exit::Status(code)) => std::process::exit(code),
         Ok(code) => code.into(),
         Err(error) => {
             bbinject::error::print(&error);

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::policy::Refusal;
 use super::protocol::{Request, Want};
+use super::transport::User;
 use crate::credential::normalised_repository;
 
 /// Where the records go: a file opened for appending (created 0600), or stderr.
@@ -69,16 +70,18 @@ impl AuditLog {
 /// door (a `bbinject` started by git), and its parent (the git that wants
 /// the credential).
 pub struct Peer {
-    pid: Option<i32>,
-    uid: u32,
+    pid: Option<u32>,
+    user: User,
     exe: Option<PathBuf>,
-    parent_pid: Option<i32>,
+    parent_pid: Option<u32>,
     parent_exe: Option<PathBuf>,
 }
 
 impl Peer {
-    pub fn of(pid: Option<i32>, uid: u32) -> Self {
-        let exe_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    /// Executables from `/proc` (Linux); elsewhere only the pid and user.
+    pub fn of(peer: &super::transport::Peer) -> Self {
+        let pid = peer.pid;
+        let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         // /proc/<pid>/stat: `pid (comm) state ppid …`; comm may hold spaces.
         let parent_pid = pid.and_then(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -91,7 +94,7 @@ impl Peer {
         });
         Self {
             pid,
-            uid,
+            user: peer.user.clone(),
             exe: pid.and_then(exe_of),
             parent_pid,
             parent_exe: parent_pid.and_then(exe_of),
@@ -132,12 +135,16 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<i32>,
-    uid: u32,
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    /// Windows: the user's SID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exe: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parent_pid: Option<i32>,
+    parent_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_exe: Option<String>,
 }
@@ -174,7 +181,14 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
             credential: d.credential.map(|(name, _)| name),
             fingerprint: d.credential.map(|(_, fp)| fp),
             pid: d.peer.pid,
-            uid: d.peer.uid,
+            uid: match d.peer.user {
+                User::Uid(uid) => Some(uid),
+                User::Sid(_) => None,
+            },
+            sid: match &d.peer.user {
+                User::Sid(sid) => Some(sid),
+                User::Uid(_) => None,
+            },
             exe: d.peer.exe.as_ref().map(|p| p.display().to_string()),
             parent_pid: d.peer.parent_pid,
             parent_exe: d.peer.parent_exe.as_ref().map(|p| p.display().to_string()),
@@ -279,7 +293,10 @@ mod tests {
         let mut req = request(Some("acme/app.git"));
         req.want = Want::Erase;
         req.rejected = Some("sha256:0123456789ab".into());
-        let peer = Peer::of(None, 0);
+        let peer = Peer::of(&super::super::transport::Peer {
+            pid: None,
+            user: User::Uid(0),
+        });
         let decision = Decision {
             request: &req,
             granted: false,
@@ -297,7 +314,10 @@ mod tests {
     fn a_record_names_the_decision_and_never_the_capability() {
         let req = request(Some("ACME/App.git"));
         let refusal = Refusal::RepoNotAllowed("acme/app".into());
-        let peer = Peer::of(Some(std::process::id() as i32), 0);
+        let peer = Peer::of(&super::super::transport::Peer {
+            pid: Some(std::process::id()),
+            user: User::Uid(0),
+        });
         let decision = Decision {
             request: &req,
             granted: false,
@@ -310,8 +330,11 @@ mod tests {
         assert_eq!(json["reason"], "repository-not-allowed");
         assert_eq!(json["repository"], "acme/app");
         assert_eq!(json["front"], "helper");
-        assert!(json["exe"].as_str().is_some_and(|e| !e.is_empty()));
-        assert!(json["parent_pid"].as_i64().is_some_and(|p| p > 0), "{json}");
+        assert_eq!(json["uid"], 0);
+        if cfg!(target_os = "linux") {
+            assert!(json["exe"].as_str().is_some_and(|e| !e.is_empty()));
+            assert!(json["parent_pid"].as_i64().is_some_and(|p| p > 0), "{json}");
+        }
         assert!(!json.to_string().contains("FAKEFAKE"));
     }
 

@@ -33,15 +33,35 @@ pub fn defaults_for_child(
 pub struct GitConfigCountError(pub String);
 
 /// This binary, by absolute canonical path: what git runs as helper and askpass.
+/// (On Windows, as Windows gives it: canonical paths there are `\\?\C:\…`,
+/// which neither Git for Windows' shell nor every tool understands.)
 pub fn current_exe() -> std::io::Result<PathBuf> {
-    std::env::current_exe().and_then(|p| p.canonicalize())
+    let exe = std::env::current_exe()?;
+    if cfg!(windows) {
+        Ok(exe)
+    } else {
+        exe.canonicalize()
+    }
 }
 
 /// `!exec '<path>' credential`: git runs a helper through the shell (it
 /// appends the action), so the absolute path is single-quoted, and `exec`
 /// spares the shell a fork per credential request.
 pub fn helper_command(exe: &Path) -> String {
-    let quoted = exe.to_string_lossy().replace('\'', r"'\''");
+    helper_command_for(&exe.to_string_lossy(), cfg!(windows))
+}
+
+/// [`helper_command`] for a path of either platform. Git for Windows runs
+/// helpers with its own POSIX sh, which takes `C:/Program Files/…` as
+/// Windows itself does: backslashes become slashes, so no shell, quoting
+/// rule or MSYS path conversion can read one as an escape.
+fn helper_command_for(exe: &str, windows: bool) -> String {
+    let path = if windows {
+        exe.replace('\\', "/")
+    } else {
+        exe.to_owned()
+    };
+    let quoted = path.replace('\'', r"'\''");
     format!("!exec '{quoted}' credential")
 }
 
@@ -223,6 +243,14 @@ mod tests {
         assert_eq!(
             helper_command(Path::new("/tmp/it's/bbinject")),
             r"!exec '/tmp/it'\''s/bbinject' credential"
+        );
+        assert_eq!(
+            helper_command_for(r"C:\Program Files\bbinject\bbinject.exe", true),
+            "!exec 'C:/Program Files/bbinject/bbinject.exe' credential"
+        );
+        assert_eq!(
+            helper_command_for(r"D:\agent's work\bbinject.exe", true),
+            r"!exec 'D:/agent'\''s work/bbinject.exe' credential"
         );
     }
 }

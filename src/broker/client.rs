@@ -9,7 +9,6 @@
 
 use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, ProtocolError, Request, Want};
@@ -61,15 +60,16 @@ pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError>
         socket: shown.clone(),
         what,
     };
-    let mut stream = UnixStream::connect(&socket).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            ClientError::BrokerGone {
-                socket: shown.clone(),
+    let mut stream = super::transport::connect(&socket, Duration::from_secs(30)).map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ClientError::BrokerGone {
+                    socket: shown.clone(),
+                }
             }
+            kind => no_answer(kind.to_string()),
         }
-        kind => no_answer(kind.to_string()),
     })?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     stream
         .write_all(encoded.as_bytes())
         .map_err(|e| no_answer(e.kind().to_string()))?;
@@ -99,9 +99,11 @@ pub fn revoke() -> Result<(), ClientError> {
         Answer::Revoked => {
             // The broker answers, then removes its socket and directory: wait
             // for that, so what the caller is told (and sees) is already true.
-            let socket = std::env::var_os(ENV_SOCKET).map(std::path::PathBuf::from);
+            let socket = std::env::var_os(ENV_SOCKET);
             let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while socket.as_ref().is_some_and(|s| s.exists())
+            while socket
+                .as_ref()
+                .is_some_and(|s| !super::transport::is_gone(s))
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(5));
@@ -162,6 +164,12 @@ pub fn parse_prompt(prompt: &str) -> Option<Prompt> {
         path: path.and_then(|p| decode(&p)),
         username,
     })
+}
+
+/// Whether `args` is git calling us as `GIT_ASKPASS`: exactly one argument,
+/// with a space in it (git's prompts have one; no subcommand or flag has).
+pub fn is_askpass_call(args: &[OsString]) -> bool {
+    matches!(args, [_, prompt] if prompt.as_encoded_bytes().contains(&b' '))
 }
 
 /// `GIT_ASKPASS`: `argv = [path, prompt]`; prints the one answer on stdout.
@@ -411,6 +419,27 @@ mod tests {
             "Username for 'not a url': ",
         ] {
             assert_eq!(parse_prompt(prompt), None, "{prompt:?}");
+        }
+    }
+
+    #[test]
+    fn only_one_argument_with_a_space_is_an_askpass_call() {
+        let call =
+            |args: &[&str]| is_askpass_call(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert!(call(&[
+            "bbinject",
+            "Password for 'https://bitbucket.org': "
+        ]));
+        // Any prompt: askpass then says it is not git's.
+        assert!(call(&["bbinject", "Enter passphrase for key '/k': "]));
+        for args in [
+            &["bbinject"][..],
+            &["bbinject", "check"],
+            &["bbinject", "--version"],
+            &["bbinject", "credential", "get"],
+            &["bbinject", "exec", "--", "sh -c true"],
+        ] {
+            assert!(!call(args), "{args:?}");
         }
     }
 }

@@ -20,7 +20,8 @@ use zeroize::Zeroizing;
 use super::policy::{AllowList, Origin};
 use super::protocol::{ProtocolError, encode_lines, parse_lines};
 use super::renew::{RenewalSpec, SecretSpec};
-use super::server::{Broker, Limits, RuntimeDir, Vault, VaultEntry};
+use super::server::{Broker, Limits, Vault, VaultEntry};
+use super::transport::Endpoint;
 use crate::credential::{RepoPattern, Scope};
 use crate::error::Exit;
 use crate::secret::Secret;
@@ -344,7 +345,9 @@ fn fail(reason: &str) -> Exit {
 /// `--max-uses` or a revocation (or SIGTERM/SIGINT/SIGHUP), then removes its
 /// directory.
 pub async fn serve() -> Exit {
-    // Its own session: the caller's terminal closing or Ctrl-C does not reach it.
+    // Its own session: the caller's terminal closing or Ctrl-C does not reach
+    // it. (Windows: `export` starts it detached, in a new process group.)
+    #[cfg(unix)]
     let _ = rustix::process::setsid();
     let mut raw = Zeroizing::new(Vec::new());
     if std::io::stdin()
@@ -371,17 +374,10 @@ pub async fn serve() -> Exit {
         audit_log,
     } = handoff;
     let shown = runtime_dir.display().to_string();
-    let dir = match RuntimeDir::adopt(runtime_dir) {
+    let dir = match Endpoint::adopt(runtime_dir) {
         Ok(dir) => dir,
         Err(e) => return fail(&format!("cannot use the runtime directory {shown}: {e}")),
     };
-    let exe = match super::child_env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return fail(&format!("cannot find its own executable: {e}")),
-    };
-    if let Err(e) = std::os::unix::fs::symlink(&exe, dir.askpass()) {
-        return fail(&format!("cannot create the askpass link in {shown}: {e}"));
-    }
     let audit = match &audit_log {
         Some(path) => match super::audit::AuditLog::open(path) {
             Ok(log) => Some(log),
@@ -403,36 +399,49 @@ pub async fn serve() -> Exit {
     };
     let broker = match Broker::start(&dir, Vault { entries }, settings, capability, audit) {
         Ok(broker) => broker,
-        Err(e) => return fail(&format!("cannot listen on a socket in {shown}: {e}")),
+        Err(e) => return fail(&format!("cannot listen at {shown}: {e}")),
     };
-    if !tell(&format!("ready {}", dir.path().display())) {
+    if !tell(&format!("ready {}", dir.handle().display())) {
         return Exit::Usage;
     }
     let ttl = tokio::time::sleep(ttl);
-    let signals = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = hup.recv() => {}
-        }
-    };
     tokio::select! {
         () = ttl => {}
         () = broker.stopped() => {}
-        () = signals => {}
+        () = told_to_stop() => {}
     }
     broker.sync_audit();
     drop(broker);
     drop(dir);
     Exit::Success
+}
+
+/// SIGTERM, SIGINT or SIGHUP.
+#[cfg(unix)]
+async fn told_to_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+/// Windows: a detached process has no console, so no console events; the
+/// session ending (logoff, shutdown) is the one signal it gets.
+#[cfg(windows)]
+async fn told_to_stop() {
+    let Ok(mut shutdown) = tokio::signal::windows::ctrl_shutdown() else {
+        return std::future::pending().await;
+    };
+    shutdown.recv().await;
 }
 
 #[cfg(test)]

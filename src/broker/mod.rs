@@ -1,8 +1,9 @@
 //! The broker: the one process that holds the secret, and the two front doors
 //! git reaches it through (ARCHITECTURE.md §4).
 //!
-//! The broker listens on a Unix socket in a fresh `0700` directory and answers
-//! a request only when the peer runs as our uid, presents the capability from
+//! The broker listens on a Unix socket in a fresh `0700` directory (Windows:
+//! a named pipe only the current user may open; see [`transport`]) and
+//! answers a request only when the peer runs as our user, presents the capability from
 //! the child's environment (compared in constant time), and asks for an
 //! allowed origin (exact host match, `https`, or `http` only for a loopback
 //! host named explicitly) within `--max-uses`. The front doors —
@@ -12,29 +13,20 @@
 //! write anything to disk. Nothing in this module logs a secret; a refusal is
 //! one line naming host, path and reason.
 
-// The broker's transport is a Unix socket with peer credentials; Windows
-// (a named pipe with a per-user ACL) is not done yet: issue "Windows build
-// agents". The policy, protocol, capability, child environment and renewal
-// are platform-neutral.
-#[cfg(unix)]
+// Only `transport` differs between Unix (a socket with peer credentials)
+// and Windows (a named pipe with a per-user ACL).
 pub mod audit;
 pub mod capability;
 pub mod child_env;
-#[cfg(unix)]
 pub mod client;
-#[cfg(unix)]
 pub mod detached;
 pub mod policy;
 pub mod protocol;
 pub mod renew;
-#[cfg(unix)]
 pub mod server;
+pub mod transport;
 
 /// Environment variable naming the broker's socket, for the front doors.
 pub const ENV_SOCKET: &str = "BBINJECT_SOCKET";
 /// Environment variable holding the capability, for the front doors.
 pub const ENV_CAPABILITY: &str = "BBINJECT_CAPABILITY";
-/// The broker's socket, inside its runtime directory.
-pub const SOCKET_NAME: &str = "s";
-/// The name under which the binary acts as `GIT_ASKPASS` (a symlink to itself).
-pub const ASKPASS_NAME: &str = "bbinject-askpass";

@@ -6,18 +6,16 @@
 //! gets an answer saying why, and one log line. Answers and refusals are
 //! logged at info level with host, path and use count, never the secret.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
 
 use super::policy::{self, AllowList, Refusal};
 use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
 use super::renew::{Live, MintSettings, RenewalSpec, SecretSpec};
+use super::transport::{self, Connection, Endpoint, Listener, User};
 use crate::bitbucket::Bearer;
 use crate::credential::RepoPattern;
 use crate::credential::{CredentialSet, RestAuth, Scope};
@@ -25,8 +23,6 @@ use crate::secret::Secret;
 
 /// How long a front door may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Unix socket paths are limited to 108 bytes; stay well clear.
-const MAX_SOCKET_PATH: usize = 100;
 
 /// One credential as the broker needs it: which repositories it serves, and
 /// what git gets. `secret` has no value for an OAuth consumer whose token
@@ -118,91 +114,6 @@ impl Vault {
     }
 }
 
-/// The fresh private directory holding the socket and the askpass link;
-/// removed when dropped, on every exit path that unwinds.
-pub struct RuntimeDir {
-    path: PathBuf,
-    /// `false` once handed to another process, which removes it.
-    owned: bool,
-}
-
-impl RuntimeDir {
-    /// Creates `bbi-XXXXXX` (mode 0700) under `$XDG_RUNTIME_DIR`, else the temp
-    /// dir, else `/tmp` if those give a socket path that is too long.
-    pub fn create() -> std::io::Result<Self> {
-        let mut bases: Vec<PathBuf> = Vec::new();
-        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-            bases.push(PathBuf::from(xdg));
-        }
-        bases.push(std::env::temp_dir());
-        bases.push(PathBuf::from("/tmp"));
-        let mut last_error = std::io::Error::other("no usable runtime directory");
-        for base in bases {
-            // "<base>/bbi-XXXXXX/s" must fit.
-            if base.as_os_str().len() + 14 > MAX_SOCKET_PATH || !base.is_dir() {
-                continue;
-            }
-            match tempfile::Builder::new().prefix("bbi-").tempdir_in(&base) {
-                Ok(dir) => {
-                    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-                    return Ok(Self {
-                        path: dir.keep(),
-                        owned: true,
-                    });
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
-    }
-
-    /// Takes over a directory another bbinject process created for us (the
-    /// detached broker's, made by `export` where the caller's
-    /// `XDG_RUNTIME_DIR`/`TMPDIR` say). It must be ours alone: a real
-    /// directory, owned by our uid, mode 0700, and empty.
-    pub fn adopt(path: PathBuf) -> std::io::Result<Self> {
-        use std::os::unix::fs::MetadataExt as _;
-        let meta = std::fs::symlink_metadata(&path)?;
-        let private = meta.is_dir()
-            && meta.uid() == rustix::process::getuid().as_raw()
-            && meta.permissions().mode() & 0o777 == 0o700
-            && std::fs::read_dir(&path)?.next().is_none();
-        if !private {
-            return Err(std::io::Error::other(format!(
-                "{} is not a private empty directory of this user",
-                path.display()
-            )));
-        }
-        Ok(Self { path, owned: true })
-    }
-
-    /// Gives the directory up: another process removes it from now on.
-    pub fn hand_over(mut self) -> PathBuf {
-        self.owned = false;
-        self.path.clone()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.path.join(super::SOCKET_NAME)
-    }
-
-    pub fn askpass(&self) -> PathBuf {
-        self.path.join(super::ASKPASS_NAME)
-    }
-}
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        if self.owned {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 pub struct Limits {
     pub allow: AllowList,
     /// Only a detached broker may be revoked; `exec`'s ends with its child.
@@ -221,7 +132,8 @@ struct State {
     live: Vec<Live>,
     limits: Limits,
     capability: Secret,
-    uid: u32,
+    /// The user bbinject runs as: the only one answered.
+    user: User,
     uses: AtomicU32,
     /// Told when the broker should end (revoked, or used up when detached).
     stop: tokio::sync::Notify,
@@ -236,9 +148,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Binds the socket in `dir` and serves on the current tokio runtime.
+    /// Listens at `endpoint` and serves on the current tokio runtime.
     pub fn start(
-        dir: &RuntimeDir,
+        endpoint: &Endpoint,
         mut vault: Vault,
         limits: Limits,
         capability: Secret,
@@ -252,15 +164,13 @@ impl Broker {
                 spec.start(entry.name.clone(), std::mem::take(&mut entry.usernames))
             })
             .collect();
-        let socket = dir.socket();
-        let listener = UnixListener::bind(&socket)?;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        let mut listener = Listener::bind(endpoint)?;
         let state = Arc::new(State {
             vault,
             live,
             limits,
             capability,
-            uid: rustix::process::getuid().as_raw(),
+            user: transport::current_user()?,
             uses: AtomicU32::new(0),
             stop: tokio::sync::Notify::new(),
             audit,
@@ -270,7 +180,7 @@ impl Broker {
         let task = tokio::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
+                    Ok(stream) => stream,
                     Err(e) => {
                         // Out of file descriptors, say: back off instead of spinning.
                         tracing::warn!(error = %e, "broker cannot accept a connection");
@@ -318,12 +228,12 @@ impl Drop for Broker {
     }
 }
 
-async fn handle(mut stream: UnixStream, state: Arc<State>) {
-    let peer = match stream.peer_cred() {
-        Ok(cred) if cred.uid() == state.uid => cred,
-        Ok(cred) => {
+async fn handle(mut stream: Connection, state: Arc<State>) {
+    let peer = match transport::peer(&stream) {
+        Ok(peer) if peer.user == state.user => peer,
+        Ok(peer) => {
             tracing::warn!(
-                peer_uid = cred.uid(),
+                peer = %peer.user,
                 "refused a connection from another user"
             );
             return;
@@ -371,7 +281,7 @@ async fn handle(mut stream: UnixStream, state: Arc<State>) {
             refusal: refusal.as_ref(),
             credential: entry.map(|e| (e.name.as_str(), e.fingerprint.as_str())),
             // Read from /proc only when there is a log to write it to.
-            peer: &super::audit::Peer::of(peer.pid(), peer.uid()),
+            peer: &super::audit::Peer::of(&peer),
         });
     }
     let path = request.path.as_deref().unwrap_or("");

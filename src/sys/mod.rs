@@ -2,7 +2,9 @@
 //! Windows (what a special file is, opening without blocking, who may read a
 //! file, a file's identity and version, permission bits), so the modules that
 //! read secret files, write configs and watch rotations stay platform-neutral.
-//! It never reads a file's content and never decides policy.
+//! On Windows it also holds the Win32 calls behind the broker's named pipe
+//! and `exec`'s job object. It never reads a file's content and never decides
+//! policy.
 
 #[cfg(unix)]
 mod unix;
@@ -10,6 +12,7 @@ mod unix;
 pub use unix::*;
 
 #[cfg(windows)]
+#[allow(unsafe_code)]
 mod windows;
 #[cfg(windows)]
 pub use windows::*;

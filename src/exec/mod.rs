@@ -15,11 +15,9 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, WaitOptions};
-use tokio::signal::unix::{SignalKind, signal};
-
 use crate::broker::audit::AuditLog;
-use crate::broker::server::{Broker, Limits, RuntimeDir, Vault};
+use crate::broker::server::{Broker, Limits, Vault};
+use crate::broker::transport::Endpoint;
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, child_env};
 use crate::cli::ExecArgs;
 use crate::credential::Environment;
@@ -62,8 +60,6 @@ fn unmaskable_trace(env: &dyn Environment, no_redact: bool) -> Option<String> {
 const PUMP_GRACE: Duration = Duration::from_secs(5);
 /// How much of the child's output one read takes.
 const READ_SIZE: usize = 256 * 1024;
-/// The pipe buffer asked for the child's stdout and stderr.
-const PIPE_SIZE: usize = 1024 * 1024;
 
 pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> {
     let Prepared {
@@ -130,12 +126,11 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         })?),
         None => None,
     };
-    let dir = RuntimeDir::create().map_err(Error::RuntimeDir)?;
-    std::os::unix::fs::symlink(&exe, dir.askpass()).map_err(Error::RuntimeDir)?;
+    let endpoint = Endpoint::create().map_err(Error::RuntimeDir)?;
     let capability = capability::generate().map_err(Error::RuntimeDir)?;
     let child_capability = OsString::from(capability.expose());
     let broker = Broker::start(
-        &dir,
+        &endpoint,
         Vault::from_set(set, bearers, &settings.mint()),
         Limits {
             allow,
@@ -162,9 +157,9 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         }
     }
     command
-        .env("GIT_ASKPASS", dir.askpass())
+        .env("GIT_ASKPASS", &exe)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env(ENV_SOCKET, dir.socket())
+        .env(ENV_SOCKET, endpoint.address())
         .env(ENV_CAPABILITY, &child_capability)
         .envs(child_defaults)
         .envs(git_config);
@@ -175,8 +170,11 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             .stderr(std::process::Stdio::piped());
     }
 
-    // Listen for SIGCHLD before the child exists, so its exit cannot be missed.
-    let signals = Signals::new().map_err(Error::RuntimeDir)?;
+    // Before the child exists: signal handlers (so its exit cannot be missed,
+    // and a signal for it does not end us first), and on Windows the job
+    // object its whole process tree will be in.
+    let supervisor = platform::Supervisor::new().map_err(Error::RuntimeDir)?;
+    supervisor.prepare(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -193,20 +191,30 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             return Ok(code);
         }
     };
+    supervisor.started(&mut child).map_err(Error::RuntimeDir)?;
     let pumps = patterns
         .map(|p| start_pumps(&mut child, p))
         .unwrap_or_default();
-    let status = supervise(child, signals).await.map_err(Error::RuntimeDir)?;
+    let status = platform::supervise(child, supervisor)
+        .await
+        .map_err(Error::RuntimeDir)?;
     finish_pumps(pumps).await;
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
     tracing::info!("{}", broker.summary());
     broker.sync_audit();
     drop(broker);
-    drop(dir);
+    drop(endpoint);
     Ok(status)
 }
 
-enum Stream {
+#[cfg(unix)]
+#[path = "unix.rs"]
+mod platform;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod platform;
+
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
@@ -216,14 +224,7 @@ fn start_pumps(
     child: &mut std::process::Child,
     patterns: Arc<Patterns>,
 ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
-    // Larger pipes mean fewer context switches between the child and us (best
-    // effort: the limit is /proc/sys/fs/pipe-max-size).
-    if let Some(out) = &child.stdout {
-        let _ = rustix::pipe::fcntl_setpipe_size(out, PIPE_SIZE);
-    }
-    if let Some(err) = &child.stderr {
-        let _ = rustix::pipe::fcntl_setpipe_size(err, PIPE_SIZE);
-    }
+    platform::enlarge_pipes(child);
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         let patterns = patterns.clone();
@@ -248,10 +249,7 @@ fn pump(mut from: impl Read, patterns: Arc<Patterns>, to: Stream) {
     let mut current = patterns;
     let mut redactor = Redactor::new(&current);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; READ_SIZE]);
-    let mut out = RawFd(match to {
-        Stream::Stdout => rustix::stdio::stdout(),
-        Stream::Stderr => rustix::stdio::stderr(),
-    });
+    let mut out = platform::output(to);
     loop {
         let chunk = match from.read(&mut buf[..]) {
             Ok(0) => None,
@@ -272,26 +270,6 @@ fn pump(mut from: impl Read, patterns: Arc<Patterns>, to: Stream) {
         if chunk.is_none() || delivered.is_err() {
             return;
         }
-    }
-}
-
-/// Our stdout or stderr written directly: std's stdout is line-buffered,
-/// which would cost a scan and a copy of every chunk. Each `feed` ends with
-/// everything written, so nothing waits in a buffer.
-struct RawFd(rustix::fd::BorrowedFd<'static>);
-
-impl Write for RawFd {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        loop {
-            match rustix::io::write(self.0, buf) {
-                Err(rustix::io::Errno::INTR) => continue,
-                result => return result.map_err(std::io::Error::from),
-            }
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -330,97 +308,6 @@ async fn finish_pumps(pumps: Vec<tokio::sync::oneshot::Receiver<()>>) {
         if tokio::time::timeout_at(deadline, pump).await.is_err() {
             tracing::warn!("the child's output is still open after it exited; not waiting longer");
             return;
-        }
-    }
-}
-
-/// The signals we forward, and SIGCHLD for reaping.
-struct Signals {
-    child: tokio::signal::unix::Signal,
-    forwarded: Forwarded,
-}
-
-struct Forwarded(Vec<(Signal, tokio::signal::unix::Signal)>);
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        let mut forwarded = Vec::new();
-        for (ours, kind) in [
-            (Signal::INT, SignalKind::interrupt()),
-            (Signal::TERM, SignalKind::terminate()),
-            (Signal::HUP, SignalKind::hangup()),
-            (Signal::QUIT, SignalKind::quit()),
-        ] {
-            forwarded.push((ours, signal(kind)?));
-        }
-        Ok(Self {
-            child: signal(SignalKind::child())?,
-            forwarded: Forwarded(forwarded),
-        })
-    }
-}
-
-impl Forwarded {
-    /// The next forwarded signal (never returns while none arrives).
-    async fn next(&mut self) -> Signal {
-        let waits = self.0.iter_mut().map(|(sig, stream)| {
-            let sig = *sig;
-            Box::pin(async move {
-                stream.recv().await;
-                sig
-            })
-        });
-        futures_select_all(waits).await
-    }
-}
-
-/// Resolves with the first of `futures` to finish.
-async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
-    futures: impl Iterator<Item = F>,
-) -> Signal {
-    let mut futures: Vec<F> = futures.collect();
-    std::future::poll_fn(move |cx| {
-        for f in futures.iter_mut() {
-            if let std::task::Poll::Ready(sig) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready(sig);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Waits for the child, forwarding signals to it; as PID 1 also reaps orphans
-/// re-parented to us, so no zombie git processes pile up in a container.
-async fn supervise(child: std::process::Child, mut signals: Signals) -> std::io::Result<Exit> {
-    let pid = Pid::from_child(&child);
-    let init = rustix::process::getpid().is_init();
-    loop {
-        loop {
-            let target = if init { None } else { Some(pid) };
-            match rustix::process::waitpid(target, WaitOptions::NOHANG) {
-                Ok(Some((reaped, status))) if reaped == pid => {
-                    return Ok(match (status.exit_status(), status.terminating_signal()) {
-                        (Some(code), _) => Exit::Child(code as u8),
-                        (None, Some(sig)) => Exit::Child(128u8.saturating_add(sig as u8)),
-                        (None, None) => Exit::Child(1),
-                    });
-                }
-                Ok(Some((orphan, _))) => {
-                    tracing::debug!(pid = orphan.as_raw_nonzero().get(), "reaped an orphan")
-                }
-                Ok(None) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        tokio::select! {
-            _ = signals.child.recv() => {}
-            sig = signals.forwarded.next() => {
-                tracing::info!(signal = ?sig, "forwarding signal to the child");
-                let _ = rustix::process::kill_process(pid, sig);
-            }
-            // A safety net: SIGCHLD can coalesce.
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

@@ -1,0 +1,329 @@
+//! The broker's transport: where it listens, who may connect, and how a front
+//! door reaches it.
+//!
+//! - Unix: a socket (`s`, mode 0600) in a fresh `bbi-XXXXXX` directory (mode
+//!   0700); the peer's uid and pid come from the kernel (`SO_PEERCRED`, or
+//!   `getpeereid` on the BSDs and macOS).
+//! - Windows: a named pipe `\\.\pipe\bbinject-<128 random bits>`, created with
+//!   `FILE_FLAG_FIRST_PIPE_INSTANCE` (a name someone took first is an error,
+//!   not a server we share), remote clients rejected, and a protected DACL
+//!   that grants the current user alone; the peer's pid comes from
+//!   `GetNamedPipeClientProcessId` and its user from that process's token.
+//!   Nothing is written to disk.
+//!
+//! The address (socket path or pipe name) goes to the child as
+//! `BBINJECT_SOCKET`. This module never reads or writes a request's content
+//! and never decides policy: it reports who the peer is, the server decides.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// The user a peer runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum User {
+    Uid(u32),
+    /// A Windows security identifier, `S-1-5-21-…`.
+    Sid(String),
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            User::Uid(uid) => write!(f, "uid {uid}"),
+            User::Sid(sid) => write!(f, "user {sid}"),
+        }
+    }
+}
+
+/// Who is at the other end of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub pid: Option<u32>,
+    pub user: User,
+}
+
+#[cfg(unix)]
+pub use unix::*;
+#[cfg(windows)]
+pub use windows::*;
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// Unix socket paths are limited to 108 bytes; stay well clear.
+    const MAX_SOCKET_PATH: usize = 100;
+    /// The socket's name inside the directory.
+    const SOCKET_NAME: &str = "s";
+
+    /// The fresh private directory holding the socket; removed when dropped,
+    /// on every exit path that unwinds.
+    pub struct Endpoint {
+        path: PathBuf,
+        /// `false` once handed to another process, which removes it.
+        owned: bool,
+    }
+
+    impl Endpoint {
+        /// Creates `bbi-XXXXXX` (mode 0700) under `$XDG_RUNTIME_DIR`, else
+        /// the temp dir, else `/tmp` if those give a socket path too long.
+        pub fn create() -> std::io::Result<Self> {
+            let mut bases: Vec<PathBuf> = Vec::new();
+            if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+                bases.push(PathBuf::from(xdg));
+            }
+            bases.push(std::env::temp_dir());
+            bases.push(PathBuf::from("/tmp"));
+            let mut last_error = std::io::Error::other("no usable runtime directory");
+            for base in bases {
+                // "<base>/bbi-XXXXXX/s" must fit.
+                if base.as_os_str().len() + 14 > MAX_SOCKET_PATH || !base.is_dir() {
+                    continue;
+                }
+                match tempfile::Builder::new().prefix("bbi-").tempdir_in(&base) {
+                    Ok(dir) => {
+                        std::fs::set_permissions(
+                            dir.path(),
+                            std::fs::Permissions::from_mode(0o700),
+                        )?;
+                        return Ok(Self {
+                            path: dir.keep(),
+                            owned: true,
+                        });
+                    }
+                    Err(e) => last_error = e,
+                }
+            }
+            Err(last_error)
+        }
+
+        /// Takes over a directory another bbinject process created for us
+        /// (the detached broker's, made by `export` where the caller's
+        /// `XDG_RUNTIME_DIR`/`TMPDIR` say). It must be ours alone: a real
+        /// directory, owned by our uid, mode 0700, and empty.
+        pub fn adopt(path: PathBuf) -> std::io::Result<Self> {
+            use std::os::unix::fs::MetadataExt as _;
+            let meta = std::fs::symlink_metadata(&path)?;
+            let private = meta.is_dir()
+                && meta.uid() == rustix::process::getuid().as_raw()
+                && meta.permissions().mode() & 0o777 == 0o700
+                && std::fs::read_dir(&path)?.next().is_none();
+            if !private {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a private empty directory of this user",
+                    path.display()
+                )));
+            }
+            Ok(Self { path, owned: true })
+        }
+
+        /// Gives the endpoint up: another process removes it from now on.
+        /// Returns what [`Endpoint::adopt`] takes.
+        pub fn hand_over(mut self) -> PathBuf {
+            self.owned = false;
+            self.path.clone()
+        }
+
+        /// What [`Endpoint::adopt`] takes: the directory.
+        pub fn handle(&self) -> &Path {
+            &self.path
+        }
+
+        /// What a front door connects to (`BBINJECT_SOCKET`).
+        pub fn address(&self) -> PathBuf {
+            address_of(&self.path)
+        }
+    }
+
+    /// The address of the endpoint handed over as `handle`.
+    pub fn address_of(handle: &Path) -> PathBuf {
+        handle.join(SOCKET_NAME)
+    }
+
+    impl Drop for Endpoint {
+        fn drop(&mut self) {
+            if self.owned {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+        }
+    }
+
+    pub type Connection = tokio::net::UnixStream;
+
+    pub struct Listener(tokio::net::UnixListener);
+
+    impl Listener {
+        pub fn bind(endpoint: &Endpoint) -> std::io::Result<Self> {
+            let socket = endpoint.address();
+            let listener = tokio::net::UnixListener::bind(&socket)?;
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+            Ok(Self(listener))
+        }
+
+        pub async fn accept(&mut self) -> std::io::Result<Connection> {
+            Ok(self.0.accept().await?.0)
+        }
+    }
+
+    /// Who is connected, from the kernel.
+    pub fn peer(connection: &Connection) -> std::io::Result<Peer> {
+        let cred = connection.peer_cred()?;
+        Ok(Peer {
+            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
+            user: User::Uid(cred.uid()),
+        })
+    }
+
+    /// The user this process runs as.
+    pub fn current_user() -> std::io::Result<User> {
+        Ok(User::Uid(rustix::process::getuid().as_raw()))
+    }
+
+    pub type ClientStream = std::os::unix::net::UnixStream;
+
+    /// Connects a front door, blocking, with a read timeout.
+    pub fn connect(address: &OsStr, timeout: std::time::Duration) -> std::io::Result<ClientStream> {
+        let stream = std::os::unix::net::UnixStream::connect(address)?;
+        stream.set_read_timeout(Some(timeout))?;
+        Ok(stream)
+    }
+
+    /// Whether the endpoint at `address` is gone (after a revocation).
+    pub fn is_gone(address: &OsStr) -> bool {
+        !Path::new(address).exists()
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use super::*;
+    use tokio::net::windows::named_pipe::NamedPipeServer;
+
+    const PREFIX: &str = r"\\.\pipe\bbinject-";
+
+    /// The pipe's name; nothing to remove (the pipe ends with its last handle).
+    pub struct Endpoint {
+        name: PathBuf,
+    }
+
+    impl Endpoint {
+        /// A fresh name with 128 random bits.
+        pub fn create() -> std::io::Result<Self> {
+            let random: [u8; 16] = rand::random();
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            Ok(Self {
+                name: PathBuf::from(format!("{PREFIX}{hex}")),
+            })
+        }
+
+        /// Takes a name another bbinject process chose for us (the detached
+        /// broker's): it must be one of ours. Creating the pipe with
+        /// `FILE_FLAG_FIRST_PIPE_INSTANCE` then proves nobody took it first.
+        pub fn adopt(name: PathBuf) -> std::io::Result<Self> {
+            let ours = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ours {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a bbinject pipe name",
+                    name.display()
+                )));
+            }
+            Ok(Self { name })
+        }
+
+        pub fn hand_over(self) -> PathBuf {
+            self.name
+        }
+
+        pub fn handle(&self) -> &Path {
+            &self.name
+        }
+
+        pub fn address(&self) -> PathBuf {
+            self.name.clone()
+        }
+    }
+
+    pub fn address_of(handle: &Path) -> PathBuf {
+        handle.to_path_buf()
+    }
+
+    pub type Connection = NamedPipeServer;
+
+    /// The next pipe instance waiting for a client.
+    pub struct Listener {
+        name: PathBuf,
+        sid: String,
+        next: NamedPipeServer,
+    }
+
+    impl Listener {
+        pub fn bind(endpoint: &Endpoint) -> std::io::Result<Self> {
+            let sid = crate::sys::current_user_sid()?;
+            let next = crate::sys::create_pipe(endpoint.name.as_os_str(), &sid, true)?;
+            Ok(Self {
+                name: endpoint.name.clone(),
+                sid,
+                next,
+            })
+        }
+
+        /// Waits for a client; a new instance waits for the next one from then on.
+        pub async fn accept(&mut self) -> std::io::Result<Connection> {
+            self.next.connect().await?;
+            let fresh = crate::sys::create_pipe(self.name.as_os_str(), &self.sid, false)?;
+            Ok(std::mem::replace(&mut self.next, fresh))
+        }
+    }
+
+    /// Who is connected: the client's pid, and the user of its process token.
+    pub fn peer(connection: &Connection) -> std::io::Result<Peer> {
+        let (pid, sid) = crate::sys::pipe_client(connection)?;
+        Ok(Peer {
+            pid: Some(pid),
+            user: User::Sid(sid),
+        })
+    }
+
+    pub fn current_user() -> std::io::Result<User> {
+        Ok(User::Sid(crate::sys::current_user_sid()?))
+    }
+
+    pub type ClientStream = std::fs::File;
+
+    /// `ERROR_PIPE_BUSY`: every instance is taken; the broker makes another.
+    const ERROR_PIPE_BUSY: i32 = 231;
+
+    /// Opens the pipe, blocking; retries while all instances are busy. The
+    /// broker may identify, but not impersonate, the client.
+    pub fn connect(address: &OsStr, timeout: std::time::Duration) -> std::io::Result<ClientStream> {
+        use std::os::windows::fs::OpenOptionsExt as _;
+        // SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION
+        const IDENTIFY_ONLY: u32 = 0x0010_0000 | (1 << 16);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .security_qos_flags(IDENTIFY_ONLY)
+                .open(address)
+            {
+                Err(e)
+                    if e.raw_os_error() == Some(ERROR_PIPE_BUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// A pipe has no path to watch; the broker ends right after answering.
+    pub fn is_gone(_address: &OsStr) -> bool {
+        true
+    }
+}
