@@ -162,6 +162,8 @@ Examples:
   eval \"$(bbinject export --ttl 10m)\"          # sh, bash, zsh
   bbinject export --format fish | source
   bbinject export --format teamcity              # ##teamcity[setParameter …] service messages
+  bbinject export --format powershell | Out-String | Invoke-Expression   # PowerShell
+  bbinject export --format cmd > bb-env.cmd && call bb-env.cmd         # cmd.exe batch file
   bbinject export --format github >> \"$GITHUB_ENV\"
   bbinject export --revoke                       # end the broker early";
 
@@ -214,6 +216,8 @@ pub enum ExportFormat {
     Fish,
     /// `$env:NAME = 'value'`
     Powershell,
+    /// `set "NAME=value"` (a batch file to `call`; `%` doubled)
+    Cmd,
     /// `##teamcity[setParameter name='env.NAME' value='…']`
     Teamcity,
     /// lines for `$GITHUB_ENV`

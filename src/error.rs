@@ -196,10 +196,12 @@ mod tests {
     #[test]
     fn io_errors_read_without_the_os_error_number() {
         let e = Error::RuntimeDir(std::io::Error::from_raw_os_error(30));
-        assert_eq!(
-            e.to_string(),
-            "cannot set up the broker: Read-only file system"
-        );
+        let text = e.to_string();
+        assert!(!text.contains("os error"), "{text}");
+        // Error 30 is EROFS on Unix (Windows: ERROR_READ_FAULT).
+        if cfg!(unix) {
+            assert_eq!(text, "cannot set up the broker: Read-only file system");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::broker::detached::Handoff;
 use crate::broker::server::Vault;
-use crate::broker::transport::{self, Endpoint};
+use crate::broker::transport::Endpoint;
 use crate::broker::{ENV_CAPABILITY, ENV_SOCKET, capability, client};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::credential::Environment;
@@ -106,25 +106,8 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         .encode()
         .map_err(|e| Error::RuntimeDir(std::io::Error::other(e)))?;
     drop(handoff);
-    let ready_timeout = env
-        .var_os("BBINJECT_BROKER_READY_TIMEOUT_MS")
-        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
-        .map_or(READY_TIMEOUT, Duration::from_millis);
-    let dir = match start_detached(&exe, encoded.as_bytes(), ready_timeout) {
-        // The broker removes its directory from now on.
-        Ok(()) => runtime.hand_over(),
-        Err(reason) => {
-            drop(runtime);
-            crate::error::print_error(
-                &format!("the detached broker {reason}; no broker is running"),
-                Some(
-                    "run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
-                ),
-            );
-            return Ok(Exit::Usage);
-        }
-    };
-    drop(encoded);
+    // The assignments, rendered before the broker starts: a value the format
+    // cannot hold leaves no broker behind.
     let git_config = crate::broker::child_env::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
@@ -135,10 +118,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     )?;
     let mut vars: Vec<(String, String)> = vec![
         ("GIT_ASKPASS".into(), exe.display().to_string()),
-        (
-            ENV_SOCKET.into(),
-            transport::address_of(&dir).display().to_string(),
-        ),
+        (ENV_SOCKET.into(), runtime.address().display().to_string()),
         (ENV_CAPABILITY.into(), capability.expose().to_owned()),
         ("GIT_TERMINAL_PROMPT".into(), "0".into()),
     ];
@@ -148,8 +128,42 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
     vars.extend(git_config);
+    let rendered = match render(args.format, &vars) {
+        Ok(rendered) => zeroize::Zeroizing::new(rendered),
+        Err(unsayable) => {
+            crate::error::print_error(
+                &format!(
+                    "the --format {} syntax cannot hold the value of {unsayable}; no broker started",
+                    clap::ValueEnum::to_possible_value(&args.format)
+                        .map(|v| v.get_name().to_owned())
+                        .unwrap_or_default()
+                ),
+                Some("use another --format (powershell on Windows, sh elsewhere)"),
+            );
+            return Ok(Exit::Usage);
+        }
+    };
+    let ready_timeout = env
+        .var_os("BBINJECT_BROKER_READY_TIMEOUT_MS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
+        .map_or(READY_TIMEOUT, Duration::from_millis);
+    match start_detached(&exe, encoded.as_bytes(), ready_timeout) {
+        // The broker removes its directory from now on.
+        Ok(()) => drop(runtime.hand_over()),
+        Err(reason) => {
+            drop(runtime);
+            crate::error::print_error(
+                &format!("the detached broker {reason}; no broker is running"),
+                Some(
+                    "run `bbinject -vv export …` again; if the agent is very slow, set BBINJECT_BROKER_READY_TIMEOUT_MS (default 10000)",
+                ),
+            );
+            return Ok(Exit::Usage);
+        }
+    }
+    drop(encoded);
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(render(args.format, &vars).as_bytes());
+    let _ = out.write_all(rendered.as_bytes());
     let _ = out.flush();
     Ok(Exit::Success)
 }
@@ -257,8 +271,9 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// The assignments in the syntax `format` wants.
-pub fn render(format: ExportFormat, vars: &[(String, String)]) -> String {
+/// The assignments in the syntax `format` wants; `Err(name)` when a value
+/// cannot be written in it (cmd: a `"` or a line break).
+pub fn render(format: ExportFormat, vars: &[(String, String)]) -> Result<String, String> {
     let mut out = String::new();
     for (name, value) in vars {
         let line = match format {
@@ -273,11 +288,27 @@ pub fn render(format: ExportFormat, vars: &[(String, String)]) -> String {
             ),
             ExportFormat::Github => github_env_line(name, value),
             ExportFormat::Dotenv => format!("{name}={}", dotenv_quote(value)),
+            ExportFormat::Cmd => cmd_line(name, value).ok_or_else(|| name.clone())?,
         };
         out.push_str(&line);
-        out.push('\n');
+        out.push_str(if format == ExportFormat::Cmd {
+            "\r\n"
+        } else {
+            "\n"
+        });
     }
-    out
+    Ok(out)
+}
+
+/// `set "NAME=value"` for a batch file run with `call`: the quotes keep
+/// `&`, `|`, `<`, `>`, `^` and spaces literal, and `%` is doubled (a batch
+/// file expands `%…%` before it runs a line). A `"` would end the quoting
+/// and a line break the command: such a value has no safe form.
+fn cmd_line(name: &str, value: &str) -> Option<String> {
+    if value.contains(['"', '\n', '\r']) {
+        return None;
+    }
+    Some(format!("set \"{name}={}\"", value.replace('%', "%%")))
 }
 
 /// POSIX single quotes; a `'` becomes `'\''`.
@@ -366,14 +397,18 @@ mod tests {
                         export GIT_CONFIG_VALUE_1='!exec '\\''/opt/bb inject/bbinject'\\'' credential'\n\
                         export ODD='a\\b\"c$d\ne'\n";
         for format in [ExportFormat::Sh, ExportFormat::Bash, ExportFormat::Zsh] {
-            assert_eq!(render(format, &vars()), expected, "{format:?}");
+            assert_eq!(
+                render(format, &vars()).expect("renders"),
+                expected,
+                "{format:?}"
+            );
         }
     }
 
     #[test]
     fn fish_escapes_backslash_and_quote() {
         assert_eq!(
-            render(ExportFormat::Fish, &vars()),
+            render(ExportFormat::Fish, &vars()).expect("renders"),
             "set -gx GIT_ASKPASS '/tmp/it\\'s a [dir]|x/bbi-1/bbinject-askpass'\n\
              set -gx BBINJECT_CAPABILITY 'ab12'\n\
              set -gx GIT_CONFIG_VALUE_1 '!exec \\'/opt/bb inject/bbinject\\' credential'\n\
@@ -384,7 +419,7 @@ mod tests {
     #[test]
     fn powershell_doubles_single_quotes() {
         assert_eq!(
-            render(ExportFormat::Powershell, &vars()),
+            render(ExportFormat::Powershell, &vars()).expect("renders"),
             "$env:GIT_ASKPASS = '/tmp/it''s a [dir]|x/bbi-1/bbinject-askpass'\n\
              $env:BBINJECT_CAPABILITY = 'ab12'\n\
              $env:GIT_CONFIG_VALUE_1 = '!exec ''/opt/bb inject/bbinject'' credential'\n\
@@ -393,9 +428,30 @@ mod tests {
     }
 
     #[test]
+    fn cmd_quotes_the_assignment_and_doubles_percent_signs() {
+        let windows: Vec<(String, String)> = vec![
+            (
+                "GIT_ASKPASS".into(),
+                r"C:\Program Files (x86)\100% & <b>|^\bbinject.exe".into(),
+            ),
+            (
+                "GIT_CONFIG_VALUE_1".into(),
+                "!exec 'C:/Program Files/bbinject.exe' credential".into(),
+            ),
+        ];
+        assert_eq!(
+            render(ExportFormat::Cmd, &windows).expect("renders"),
+            "set \"GIT_ASKPASS=C:\\Program Files (x86)\\100%% & <b>|^\\bbinject.exe\"\r\n\
+             set \"GIT_CONFIG_VALUE_1=!exec 'C:/Program Files/bbinject.exe' credential\"\r\n"
+        );
+        // A quote or a line break cannot be said safely: named, not rendered.
+        assert_eq!(render(ExportFormat::Cmd, &vars()), Err("ODD".into()));
+    }
+
+    #[test]
     fn teamcity_service_messages_escape_pipes_quotes_brackets_and_newlines() {
         assert_eq!(
-            render(ExportFormat::Teamcity, &vars()),
+            render(ExportFormat::Teamcity, &vars()).expect("renders"),
             "##teamcity[setParameter name='env.GIT_ASKPASS' value='/tmp/it|'s a |[dir|]||x/bbi-1/bbinject-askpass']\n\
              ##teamcity[setParameter name='env.BBINJECT_CAPABILITY' value='ab12']\n\
              ##teamcity[setParameter name='env.GIT_CONFIG_VALUE_1' value='!exec |'/opt/bb inject/bbinject|' credential']\n\
@@ -406,7 +462,7 @@ mod tests {
     #[test]
     fn github_env_lines_use_a_heredoc_only_for_line_breaks() {
         assert_eq!(
-            render(ExportFormat::Github, &vars()),
+            render(ExportFormat::Github, &vars()).expect("renders"),
             "GIT_ASKPASS=/tmp/it's a [dir]|x/bbi-1/bbinject-askpass\n\
              BBINJECT_CAPABILITY=ab12\n\
              GIT_CONFIG_VALUE_1=!exec '/opt/bb inject/bbinject' credential\n\
@@ -417,7 +473,7 @@ mod tests {
     #[test]
     fn dotenv_uses_escaped_double_quotes() {
         assert_eq!(
-            render(ExportFormat::Dotenv, &vars()),
+            render(ExportFormat::Dotenv, &vars()).expect("renders"),
             "GIT_ASKPASS=\"/tmp/it's a [dir]|x/bbi-1/bbinject-askpass\"\n\
              BBINJECT_CAPABILITY=\"ab12\"\n\
              GIT_CONFIG_VALUE_1=\"!exec '/opt/bb inject/bbinject' credential\"\n\

@@ -132,13 +132,8 @@ mod unix {
 
         /// What a front door connects to (`BBINJECT_SOCKET`).
         pub fn address(&self) -> PathBuf {
-            address_of(&self.path)
+            self.path.join(SOCKET_NAME)
         }
-    }
-
-    /// The address of the endpoint handed over as `handle`.
-    pub fn address_of(handle: &Path) -> PathBuf {
-        handle.join(SOCKET_NAME)
     }
 
     impl Drop for Endpoint {
@@ -245,10 +240,6 @@ mod windows {
         pub fn address(&self) -> PathBuf {
             self.name.clone()
         }
-    }
-
-    pub fn address_of(handle: &Path) -> PathBuf {
-        handle.to_path_buf()
     }
 
     pub type Connection = NamedPipeServer;

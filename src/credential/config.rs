@@ -525,6 +525,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_fifo_or_a_huge_config_is_refused_without_waiting() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("fifo");

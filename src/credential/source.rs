@@ -372,8 +372,6 @@ pub(super) fn validate_value(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
     use super::*;
     use crate::credential::build::{ACCESS_TOKEN, API_TOKEN, from_variables};
     use crate::credential::{Kind, ResolveError};
@@ -444,7 +442,7 @@ mod tests {
         let write = |name: &str, bytes: &[u8], mode: u32| {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).expect("write");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            crate::sys::set_mode(&path, mode).expect("chmod");
             path
         };
         let ok = write("ok", format!("{FAKE_TOKEN}\r\n").as_bytes(), 0o600);
@@ -452,12 +450,15 @@ mod tests {
         assert_eq!(text.as_str(), FAKE_TOKEN);
         assert!(warnings.is_empty());
 
-        let open = write("open", FAKE_TOKEN.as_bytes(), 0o644);
-        let (_, warnings) = read_secret_file(&open, "X_FILE=open").expect("ok");
-        assert_eq!(
-            warnings[0].code,
-            crate::codes::ProblemCode::SecretFilePermissions
-        );
+        // Mode bits exist on Unix only (Windows ACLs are not inspected).
+        if cfg!(unix) {
+            let open = write("open", FAKE_TOKEN.as_bytes(), 0o644);
+            let (_, warnings) = read_secret_file(&open, "X_FILE=open").expect("ok");
+            assert_eq!(
+                warnings[0].code,
+                crate::codes::ProblemCode::SecretFilePermissions
+            );
+        }
 
         let cases: Vec<(PathBuf, Expect)> = vec![
             (dir.path().join("absent"), |e| {
@@ -496,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bitbucket_access_token");
         std::fs::write(&path, format!("{FAKE_TOKEN}\n")).expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        crate::sys::set_mode(&path, 0o400).expect("chmod");
         let env = env(&[]);
         let cred = from_variables(&Reader::new(&env, Some(dir.path()))).expect("ok");
         assert_eq!(cred.kind(), Kind::AccessToken);
@@ -508,6 +509,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn fifos_sockets_and_devices_are_refused_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("bitbucket_api_token");
@@ -563,6 +565,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_file_readable_by_our_own_group_is_fine_but_others_are_warned() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");

@@ -170,6 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)]
     fn a_symlink_loop_under_modules_ends_and_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let git = dir.path().join(".git");

@@ -107,7 +107,8 @@ pub fn included_files(file: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-#[cfg(test)]
+// These run git: the Windows unit tests run under wine, which has no git.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

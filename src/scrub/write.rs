@@ -308,6 +308,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_symbolic_link_is_written_through() {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("real");

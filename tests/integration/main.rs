@@ -1,5 +1,9 @@
 //! Integration tests: one test binary driving the built `bbinject` against
 //! real git, a real git smart-HTTP server and Bitbucket API mocks.
+//!
+//! Unix only: they drive Linux git, shells and package managers. The Windows
+//! build is checked by its unit tests and `.ci/windows.sh`, under wine.
+#![cfg(unix)]
 
 #[path = "../support/mod.rs"]
 mod support;
