@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Cross-builds bbinject.exe (x86_64-pc-windows-gnu, Debian's mingw-w64) and
-# checks it under wine: what runs on Windows today (`check`, `completions`,
-# `man`) works against the test git server and API mock on 127.0.0.1, and
-# what does not yet (`exec`, `export`, the credential helper: their broker
-# needs Unix sockets) fails with a clear message and exit 2, never silently.
+# checks it under wine: clippy for the Windows code paths, the unit tests run
+# under wine, then the exe as a Windows agent runs it: `check` against the
+# test git server and API mock on 127.0.0.1; `exec` with its named-pipe
+# broker (credential helper, askpass, a lookalike host, a wrong capability,
+# the child's environment and exit codes, the job object ending the child's
+# tree, Ctrl-C); `export --format cmd` and `--revoke`; no form of the token in
+# any output. There is no Git for Windows here: git's side is played by cmd
+# scripts speaking git's helper protocol and askpass prompts
+# (scripts/windows-checks.ps1 is what a Windows user runs with real git).
 # Debian's wine 8 lacks bcryptprimitives.dll, which Rust's std imports
-# (ProcessPrng): a stand-in built here from .ci/windows/ goes beside the exe.
+# (ProcessPrng): a stand-in built from .ci/windows/ goes into the prefix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n--- %s\n' "$*"; }
@@ -14,6 +19,7 @@ fail() { echo "FAILED: $*"; exit 1; }
 missing=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 command -v wine >/dev/null || missing+=(wine wine64)
+command -v script >/dev/null || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -21,16 +27,9 @@ fi
 rustup target list --installed | grep -qx x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu
 wine --version
 
-say "cargo clippy --target x86_64-pc-windows-gnu (the Windows code paths)"
-cargo clippy --locked --target x86_64-pc-windows-gnu -- -D warnings
+say "cargo clippy --all-targets --target x86_64-pc-windows-gnu (the Windows code paths)"
+cargo clippy --locked --all-targets --target x86_64-pc-windows-gnu -- -D warnings
 
-# The release's exe when .ci/release ran first (what users download), else a build.
-released=$(ls dist/bbinject-*-x86_64-pc-windows-gnu.exe 2>/dev/null | head -1 || true)
-if [ -z "$released" ]; then
-  say "cargo build --release --locked --target x86_64-pc-windows-gnu"
-  cargo build --release --locked --target x86_64-pc-windows-gnu --bin bbinject
-  released=target/x86_64-pc-windows-gnu/release/bbinject.exe
-fi
 work=$(mktemp -d /tmp/bbwin.XXXXXX)
 server_pid=""
 cleanup() {
@@ -39,13 +38,36 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-echo "testing $released"
-cp "$released" "$work/bbinject.exe"
+export WINEPREFIX="$work/prefix" WINEDEBUG=-all
 x86_64-w64-mingw32-gcc -O2 -shared -o "$work/bcryptprimitives.dll" \
   .ci/windows/bcryptprimitives.c .ci/windows/bcryptprimitives.def -ladvapi32
-ls -l "$work/bbinject.exe"
-export WINEPREFIX="$work/prefix" WINEDEBUG=-all
-exe() { wine "$work/bbinject.exe" "$@"; }
+x86_64-w64-mingw32-gcc -O2 -o "$work/sleeper.exe" .ci/windows/sleeper.c
+wine cmd /c exit 0 >/dev/null 2>&1 || true # creates the prefix
+cp "$work/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+
+say "unit tests, built for Windows, run under wine"
+CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
+  cargo test --locked --target x86_64-pc-windows-gnu --lib >"$work/unit.log" 2>&1 || true
+grep -E "^test result|FAILED|panicked" "$work/unit.log" || true
+grep -q "^test result: ok" "$work/unit.log" || { tail -50 "$work/unit.log"; fail "unit tests under wine"; }
+
+# The release's exe when .ci/release ran first (what users download), else a build.
+released=$(ls dist/bbinject-*-x86_64-pc-windows-gnu.exe 2>/dev/null | head -1 || true)
+if [ -z "$released" ]; then
+  say "cargo build --release --locked --target x86_64-pc-windows-gnu"
+  cargo build --release --locked --target x86_64-pc-windows-gnu --bin bbinject
+  released=target/x86_64-pc-windows-gnu/release/bbinject.exe
+fi
+echo "testing $released"
+# In a directory with spaces, as under C:\Program Files.
+bin="$work/Program Files/bb inject"
+mkdir -p "$bin"
+cp "$released" "$bin/bbinject.exe"
+ls -l "$bin/bbinject.exe"
+winpath() { printf 'Z:%s' "${1//\//\\}"; }
+exe() { wine "$bin/bbinject.exe" "$@"; }
+W=$(winpath "$work")
+WEXE=$(winpath "$bin/bbinject.exe")
 
 say "bbinject.exe --version, completions, man"
 exe --version | tee "$work/version"
@@ -72,7 +94,7 @@ echo "$ok"
 grep -q "result: ok" <<<"$ok" || fail "check with the right token"
 # A secret file, by a Windows path (wine maps / to Z:).
 printf '%s\r\n' "$token" >"$work/token.txt"
-from_file=$(BITBUCKET_ACCESS_TOKEN_FILE="Z:${work//\//\\}\\token.txt" exe check --repo acme/app \
+from_file=$(BITBUCKET_ACCESS_TOKEN_FILE="$W\\token.txt" exe check --repo acme/app \
   --api-url "$api_url" --git-url "$git_url" --format json 2>&1)
 grep -q '"ok": true' <<<"$from_file" || fail "check with a secret file (CRLF): $from_file"
 echo "a secret file with a Windows path and CRLF: ok"
@@ -86,13 +108,156 @@ for out in "$ok" "$from_file" "$wrong"; do
   if grep -q "$token" <<<"$out"; then fail "the token leaked"; fi
 done
 
-say "what does not run on Windows yet says so (exit 2)"
-for cmd in "exec -- cmd /c exit 7" "export" "credential get"; do
-  set +e
-  # shellcheck disable=SC2086
-  said=$(BITBUCKET_ACCESS_TOKEN="$token" exe $cmd 2>&1 </dev/null); code=$?
-  set -e
-  [ "$code" -eq 2 ] && grep -q "does not run on Windows yet" <<<"$said" || fail "$cmd: exit $code: $said"
-  echo "$cmd: exit 2: $(head -1 <<<"$said")"
+
+say "exec: the child's environment, the helper, askpass, refusals, exit code"
+host=${git_url#http://}
+host=${host%%/*}
+printf 'protocol=http\nhost=%s\npath=acme/app.git\n\n' "$host" >"$work/get.txt"
+printf 'protocol=https\nhost=bitbucket.org.evil.example\npath=acme/app.git\n\n' >"$work/lookalike.txt"
+cat >"$work/child.bat" <<EOF
+@echo off
+set > $W\\child-env.txt
+"%GIT_ASKPASS%" credential get < $W\\get.txt > $W\\helper.txt
+"%GIT_ASKPASS%" credential get < $W\\lookalike.txt > $W\\lookalike-out.txt
+"%GIT_ASKPASS%" "Username for 'http://$host/acme/app.git': " > $W\\askpass-user.txt
+"%GIT_ASKPASS%" "Password for 'http://x-token-auth@$host/acme/app.git': " > $W\\askpass-password.txt
+echo the helper said:
+type $W\\helper.txt
+setlocal
+set BBINJECT_CAPABILITY=0000000000000000000000000000000000000000000000000000000000000000
+"%GIT_ASKPASS%" credential get < $W\\get.txt > $W\\wrong-capability.txt
+set BBINJECT_CAPABILITY=
+"%GIT_ASKPASS%" credential get < $W\\get.txt > $W\\no-capability.txt
+endlocal
+exit /b 7
+EOF
+set +e
+BITBUCKET_ACCESS_TOKEN="$token" exe -v exec --repo acme/app --api-url "$api_url" --git-url "$git_url" \
+  -- cmd /c "$W\\child.bat" >"$work/exec.out" 2>"$work/exec.err"
+code=$?
+set -e
+cat "$work/exec.out" "$work/exec.err"
+[ "$code" -eq 7 ] || fail "exec: exit $code, not the child's 7"
+echo "exec with a preflight: the child ran, and its exit 7 came through"
+cr=$'\r'
+line_in() { grep -qx -- "$1$cr\?" "$2"; }
+grep -q '^BBINJECT_SOCKET=\\\\\.\\pipe\\bbinject-[0-9a-f]\{32\}' "$work/child-env.txt" || fail "no pipe in the child's environment"
+grep -q '^GIT_ASKPASS=Z:.*\\Program Files\\bb inject\\bbinject.exe' "$work/child-env.txt" || fail "GIT_ASKPASS is not the exe"
+grep -q "^GIT_CONFIG_VALUE_1=!exec 'Z:/.*/Program Files/bb inject/bbinject.exe' credential" "$work/child-env.txt" ||
+  fail "the helper command: $(grep GIT_CONFIG_VALUE_1 "$work/child-env.txt")"
+if grep -qi '^BITBUCKET_ACCESS_TOKEN' "$work/child-env.txt"; then fail "the secret's variable reached the child"; fi
+echo "child environment: the pipe, askpass = the exe (path with spaces), the helper by a forward-slash path, no BITBUCKET_ACCESS_TOKEN"
+line_in "password=$token" "$work/helper.txt" || fail "the helper did not hand out the password"
+line_in 'username=x-token-auth' "$work/helper.txt" || fail "helper username"
+echo "credential get for the allowed host: username and password handed to git"
+line_in 'quit=1' "$work/lookalike-out.txt" || fail "the lookalike host was not refused"
+grep -q 'refused credential for https://bitbucket.org.evil.example' "$work/exec.err" || fail "no refusal line for the lookalike"
+if grep -q password "$work/lookalike-out.txt"; then fail "a password went to the lookalike"; fi
+echo "credential get for bitbucket.org.evil.example: quit=1 and one refusal line"
+line_in 'x-token-auth' "$work/askpass-user.txt" || fail "askpass username"
+line_in "$token" "$work/askpass-password.txt" || fail "askpass password"
+echo "askpass with git's Username and Password prompts: answered"
+line_in 'quit=1' "$work/wrong-capability.txt" || fail "a wrong capability was not refused"
+grep -q 'no bbinject broker is running here' "$work/exec.err" || fail "no message without a capability"
+for f in wrong-capability no-capability; do
+  if grep -q password "$work/$f.txt"; then fail "$f: a password was handed out"; fi
 done
+echo "a process with a wrong capability: refused; with none: told there is no broker"
+grep -q '^password=\*\*\*\*' "$work/exec.out" || fail "the password the child printed was not masked"
+echo "the password the child printed reached the log as ****"
+
+say "exec: a 32-bit exit code passes through whole"
+cat >"$work/status.bat" <<EOF
+@echo off
+"$WEXE" exec --no-preflight -- cmd /c exit 300
+echo status=%ERRORLEVEL%
+EOF
+status=$(BITBUCKET_ACCESS_TOKEN="$token" wine cmd /c "$W\\status.bat" 2>&1 | tr -d '\r' || true)
+grep -qx 'status=300' <<<"$status" || fail "exit 300: $status"
+echo "cmd /c exit 300 → %ERRORLEVEL% 300"
+
+beats() { if [ -f "$1" ]; then tr -dc 0-9 <"$1" || true; fi; }
+moving() { # FILE: does the sleeper's count still move?
+  local a b
+  a=$(beats "$1")
+  sleep 1
+  b=$(beats "$1")
+  [ "$a" != "$b" ]
+}
+wait_beat() {
+  for _ in $(seq 100); do
+    [ -n "$(beats "$1")" ] && return 0
+    sleep 0.1
+  done
+  fail "no heartbeat in $1"
+}
+
+say "exec: the child's process tree ends when bbinject is killed"
+# Control: without bbinject, a grandchild outlives its killed parent.
+(wine cmd /c "$W\\sleeper.exe beat $W\\control.txt" >/dev/null 2>&1 &)
+wait_beat "$work/control.txt"
+wine taskkill /F /IM cmd.exe >/dev/null 2>&1 || true
+moving "$work/control.txt" || fail "the control sleeper died with its parent: this check would prove nothing"
+wine taskkill /F /IM sleeper.exe >/dev/null 2>&1 || true
+echo "control: a grandchild of a killed cmd.exe keeps running"
+for how in taskkill kill-9; do
+  rm -f "$work/beat.txt"
+  (BITBUCKET_ACCESS_TOKEN="$token" exe exec --no-preflight -- cmd /c "$W\\sleeper.exe beat $W\\beat.txt" >/dev/null 2>&1 &)
+  wait_beat "$work/beat.txt"
+  moving "$work/beat.txt" || fail "the sleeper does not run"
+  case $how in
+    taskkill) wine taskkill /F /IM bbinject.exe >/dev/null 2>&1 ;;
+    kill-9) pkill -9 -f 'bbinject.exe exec --no-preflight -- cmd /c' || fail "no bbinject.exe process to kill" ;;
+  esac
+  sleep 1
+  if moving "$work/beat.txt"; then fail "$how: the child's tree outlived bbinject"; fi
+  echo "$how of bbinject.exe: its cmd.exe and sleeper.exe ended with it"
+done
+
+say "exec: Ctrl-C reaches the child, and bbinject waits for it"
+# GenerateConsoleCtrlEvent needs a console: wine has one on a terminal.
+set +e
+script -qec "wine '$work/sleeper.exe' ctrlc" /dev/null >/dev/null 2>&1
+direct=$?
+started=$(date +%s)
+script -qec "NO_COLOR=1 BITBUCKET_ACCESS_TOKEN=$token wine '$bin/bbinject.exe' -v exec --no-preflight -- '$W\\sleeper.exe' ctrlc" \
+  /dev/null >"$work/ctrlc.log" 2>&1
+via=$?
+set -e
+took=$(($(date +%s) - started))
+# (wine's console wraps lines at 80 columns: short patterns)
+grep -q 'Ctrl-C: the console' "$work/ctrlc.log" || fail "bbinject did not take the Ctrl-C: $(cat "$work/ctrlc.log")"
+grep -q 'child exited' "$work/ctrlc.log" || fail "bbinject did not wait for the child"
+[ "$via" -eq "$direct" ] || fail "exit $via through bbinject, $direct without"
+[ "$took" -lt 5 ] || fail "the child did not end on Ctrl-C (${took}s)"
+echo "the sleeper ended on Ctrl-C (it would have waited 5 s); bbinject survived it, waited, and exited as the sleeper does ($direct)"
+
+say "export --format cmd, call, credential get, --revoke"
+BITBUCKET_ACCESS_TOKEN="$token" exe export --no-preflight --git-url "$git_url" --format cmd --ttl 60s \
+  >"$work/bb-env.cmd" 2>"$work/export.err" || fail "export: $(cat "$work/export.err")"
+grep -q '^set "BBINJECT_SOCKET=\\\\\.\\pipe\\bbinject-' "$work/bb-env.cmd" || fail "export: $(cat "$work/bb-env.cmd")"
+cat >"$work/exported.bat" <<EOF
+@echo off
+call $W\\bb-env.cmd
+"%GIT_ASKPASS%" credential get < $W\\get.txt > $W\\exported.txt
+"%GIT_ASKPASS%" export --revoke
+"%GIT_ASKPASS%" credential get < $W\\get.txt > $W\\revoked.txt
+EOF
+wine cmd /c "$W\\exported.bat" >"$work/exported.out" 2>&1
+cat "$work/exported.out"
+line_in "password=$token" "$work/exported.txt" || fail "the exported broker did not answer"
+grep -q 'the broker was revoked; its pipe is closed' "$work/exported.out" || fail "revoke"
+grep -q 'the bbinject broker has ended' "$work/exported.out" || fail "an answer after --revoke"
+if grep -q password "$work/revoked.txt"; then fail "a password after --revoke"; fi
+echo "the exported broker answered, was revoked, and then refused"
+
+say "no form of the token in anything bbinject or the child printed"
+b64=$(printf '%s' "$token" | base64 -w0)
+basic=$(printf 'x-token-auth:%s' "$token" | base64 -w0)
+for f in exec.out exec.err ctrlc.log export.err exported.out bb-env.cmd child-env.txt; do
+  for form in "$token" "$b64" "$basic"; do
+    if grep -qF -- "$form" "$work/$f"; then fail "$f holds a form of the token"; fi
+  done
+done
+echo "checked: exec and export output, the Ctrl-C run, the child's environment, the cmd file"
 echo "windows: all checks passed"

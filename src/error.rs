@@ -56,6 +56,11 @@ impl Error {
             Error::PipelinesRepo(_) => "pass --repo WORKSPACE/SLUG explicitly".into(),
             Error::Http(e) => e.hint(),
             Error::Runtime(_) => "the machine may be out of threads or file descriptors".into(),
+            Error::RuntimeDir(_) if cfg!(windows) => {
+                "bbinject needs a named pipe and a job object of its own: run it again, with -vv \
+                 if it fails the same way"
+                    .into()
+            }
             Error::RuntimeDir(_) => {
                 "bbinject needs a private directory for its socket: check that $XDG_RUNTIME_DIR or \
                  $TMPDIR is writable and its path is short"

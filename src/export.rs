@@ -30,7 +30,11 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     if args.revoke {
         return Ok(match client::revoke() {
             Ok(()) => {
-                eprint_line("bbinject: the broker was revoked; its socket and directory are gone");
+                eprint_line(if cfg!(windows) {
+                    "bbinject: the broker was revoked; its pipe is closed"
+                } else {
+                    "bbinject: the broker was revoked; its socket and directory are gone"
+                });
                 Exit::Success
             }
             Err(e) => {

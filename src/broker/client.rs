@@ -1,7 +1,8 @@
 //! The front doors: `bbinject credential get|store|erase` (git's
 //! credential-helper protocol) and the `GIT_ASKPASS` shim. Both are short-lived
-//! processes git starts; they ask the broker over its socket and print one
-//! answer. They use blocking I/O and no async runtime, to start fast.
+//! processes git starts; they ask the broker over its socket (Windows: its
+//! named pipe) and print one answer. They use blocking I/O and no async
+//! runtime, to start fast.
 //!
 //! The askpass shim never reads stdin (it is git's pipe). A refusal prints one
 //! line on stderr and makes git stop (`quit=1` for the helper, a failing exit
@@ -19,7 +20,7 @@ use crate::secret::Secret;
 pub enum ClientError {
     #[error("no bbinject broker is running here ({ENV_SOCKET} and {ENV_CAPABILITY} are not set)")]
     NoBroker,
-    #[error("the bbinject broker has ended (its socket {socket} is gone)")]
+    #[error("the bbinject broker has ended ({socket} is gone)")]
     BrokerGone { socket: String },
     #[error("the bbinject broker at {socket} did not answer ({what})")]
     NoAnswer { socket: String, what: String },
