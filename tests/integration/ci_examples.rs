@@ -299,6 +299,36 @@ fn every_install_step_names_the_same_release_and_checks_it_before_use() {
     }
 }
 
+/// The README's PowerShell install (Windows agents cannot run the sh
+/// snippets): the same release, its SHA256SUMS, the hash compared (failing
+/// with `throw`) before the exe is moved into place. Not run here: no
+/// PowerShell on Linux CI.
+#[test]
+fn the_windows_install_pins_the_release_and_checks_the_hash_before_use() {
+    let version = env!("CARGO_PKG_VERSION");
+    let text = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = text
+        .find("$v = '")
+        .expect("README has a PowerShell install");
+    let block = &text[start..start + text[start..].find("```").expect("block end")];
+    assert!(block.starts_with(&format!("$v = '{version}'")), "{block}");
+    let at = |needle: &str| {
+        block
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle} in {block}"))
+    };
+    assert!(block.contains("\"bbinject-$v-x86_64-pc-windows-gnu.exe\""));
+    let base = at(&format!("\"{RELEASES}v$v\""));
+    let sums = at("\"$base/SHA256SUMS\"");
+    let hash = at("Get-FileHash");
+    let refuse = at("throw");
+    let install = at("Move-Item");
+    assert!(
+        base < sums && sums < hash && hash < refuse && refuse < install,
+        "{block}"
+    );
+}
+
 /// Each install snippet, run as written against a fake release (a `curl` that
 /// serves a local directory): it installs a working binary; with a tampered
 /// binary it fails and installs nothing, under a shell without `set -e`.
