@@ -109,4 +109,15 @@ pub(crate) mod testing {
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
+
+    /// A FIFO at `path`, by the `mkfifo` tool (rustix has no `mkfifoat` on macOS).
+    #[cfg(unix)]
+    pub fn mkfifo(path: &std::path::Path) {
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", path.display());
+    }
 }

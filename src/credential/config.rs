@@ -529,12 +529,7 @@ mod tests {
     fn a_fifo_or_a_huge_config_is_refused_without_waiting() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .expect("mkfifo");
+        crate::testing::mkfifo(&fifo);
         let env: HashMap<String, OsString> = HashMap::new();
         let Err(err) = load(&fifo, &Reader::new(&env, None)) else {
             panic!("a FIFO was accepted")

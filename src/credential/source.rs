@@ -513,12 +513,7 @@ mod tests {
     fn fifos_sockets_and_devices_are_refused_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("bitbucket_api_token");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .expect("mkfifo");
+        crate::testing::mkfifo(&fifo);
         // A blocking open of a FIFO with no writer would never return.
         let err = read_secret_file(&fifo, "X_FILE=fifo").expect_err("fifo");
         assert!(err.to_string().contains("named pipe"), "{err}");
