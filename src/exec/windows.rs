@@ -59,13 +59,37 @@ impl Supervisor {
 /// Windows pipes have no size to ask for.
 pub fn enlarge_pipes(_child: &std::process::Child) {}
 
-/// Where a pump writes. std's stdout/stderr handles on Windows are unbuffered
-/// for pipes and files (a console gets UTF-16 conversion); each `feed` ends
-/// with everything written.
-pub fn output(to: Stream) -> Box<dyn Write> {
-    match to {
-        Stream::Stdout => Box::new(std::io::stdout()),
+/// Where a pump writes: our stdout or stderr, flushed after every write (std's
+/// stdout is line-buffered: a progress line without a newline would wait).
+pub fn output(to: Stream) -> impl Write {
+    Flushed(match to {
+        Stream::Stdout => Box::new(std::io::stdout()) as Box<dyn Write>,
         Stream::Stderr => Box::new(std::io::stderr()),
+    })
+}
+
+/// Writes through, flushing each time. On a console, std refuses bytes that
+/// are not UTF-8 (the console wants UTF-16); the child's output may be in
+/// the console's code page, so such a chunk is written lossily rather than
+/// ending the pump (which would break the child's pipe). Pipes and files,
+/// where build logs go, get the bytes as they are.
+struct Flushed<W>(W);
+
+impl<W: Write> Write for Flushed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => self
+                .0
+                .write_all(String::from_utf8_lossy(buf).as_bytes())
+                .map(|()| buf.len()),
+            other => other,
+        }?;
+        self.0.flush()?;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -100,5 +124,44 @@ pub async fn supervise(
                 tracing::info!("Ctrl-Break: the console gave it to the child as well; waiting for it");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console-like writer: refuses bytes that are not UTF-8, counts flushes.
+    #[derive(Default)]
+    struct Console {
+        written: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl Write for Console {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::str::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData)?;
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_write_is_flushed_and_code_page_bytes_do_not_end_the_pump() {
+        let mut out = Flushed(Console::default());
+        out.write_all(b"Receiving objects:  45%\r")
+            .expect("progress");
+        assert_eq!(out.0.flushes, 1, "a line without a newline is flushed");
+        out.write_all(b"caf\xe9 ****\n").expect("cp1252 bytes");
+        assert_eq!(
+            out.0.written,
+            "Receiving objects:  45%\rcaf\u{fffd} ****\n".as_bytes()
+        );
+        assert_eq!(out.0.flushes, 2);
     }
 }
