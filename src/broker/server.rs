@@ -1,7 +1,8 @@
-//! The broker server: a Unix socket in a fresh `0700` runtime directory,
-//! answering front doors concurrently (git `--jobs N` asks N at once).
+//! The broker server: listening where [`super::transport`] says (a Unix
+//! socket in a fresh `0700` directory, or a Windows named pipe), answering
+//! front doors concurrently (git `--jobs N` asks N at once).
 //!
-//! A peer with another uid, or one that sends garbage, gets the connection
+//! A peer of another user, or one that sends garbage, gets the connection
 //! closed (a transport failure). A well-formed request that policy refuses
 //! gets an answer saying why, and one log line. Answers and refusals are
 //! logged at info level with host, path and use count, never the secret.

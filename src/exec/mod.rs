@@ -1,11 +1,14 @@
 //! `bbinject exec -- CMD ARGS…`: resolve, preflight, start the broker, run the
-//! child with an environment that lets git ask the broker, forward signals,
-//! reap, clean up, and exit with the child's status (ARCHITECTURE.md §5).
+//! child with an environment that lets git ask the broker, supervise it
+//! (Unix: forward signals and reap, `unix.rs`; Windows: a job object and
+//! Ctrl-C, `windows.rs`), clean up, and exit with the child's status
+//! (ARCHITECTURE.md §5).
 //!
-//! The child's environment never holds the secret: it gets the socket path and
-//! a capability that dies with this process, `GIT_ASKPASS` pointing at this
-//! binary, and git config entries appended through `GIT_CONFIG_COUNT`. The
-//! variables that held secrets are removed from it (unless `--keep-env`).
+//! The child's environment never holds the secret: it gets the socket path
+//! (or pipe name) and a capability that dies with this process, `GIT_ASKPASS`
+//! pointing at this binary, and git config entries appended through
+//! `GIT_CONFIG_COUNT`. The variables that held secrets are removed from it
+//! (unless `--keep-env`).
 //! The child's stdout and stderr are pipes read by two threads, each through
 //! its own [`Redactor`] (unless `--no-redact`), so every printable form of
 //! every secret of the run is masked before it reaches the build log.
