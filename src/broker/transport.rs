@@ -313,8 +313,12 @@ mod windows {
         }
     }
 
-    /// A pipe has no path to watch; the broker ends right after answering.
-    pub fn is_gone(_address: &OsStr) -> bool {
-        true
+    /// Whether no instance of the pipe exists any more (after a revocation:
+    /// the broker is ending, so a connection it never reads is harmless).
+    pub fn is_gone(address: &OsStr) -> bool {
+        matches!(
+            std::fs::OpenOptions::new().read(true).write(true).open(address),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        )
     }
 }
