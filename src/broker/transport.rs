@@ -248,7 +248,7 @@ mod windows {
     pub struct Listener {
         name: PathBuf,
         sid: String,
-        next: NamedPipeServer,
+        pub(super) next: NamedPipeServer,
     }
 
     impl Listener {
@@ -320,5 +320,101 @@ mod windows {
             std::fs::OpenOptions::new().read(true).write(true).open(address),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A front door's connection, as the broker sees it: this process, this user.
+    #[tokio::test]
+    async fn a_client_is_identified_as_its_process_and_user() {
+        let endpoint = Endpoint::create().expect("endpoint");
+        let mut listener = Listener::bind(&endpoint).expect("bind");
+        let address = endpoint.address();
+        let client = std::thread::spawn(move || {
+            connect(address.as_os_str(), std::time::Duration::from_secs(5)).expect("connect")
+        });
+        let connection = listener.accept().await.expect("accept");
+        let peer = peer(&connection).expect("peer");
+        assert_eq!(peer.pid, Some(std::process::id()));
+        assert_eq!(peer.user, current_user().expect("user"));
+        drop(client.join().expect("client"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_a_private_empty_directory_is_adopted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("d");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(Endpoint::adopt(dir.clone()).is_err(), "0755 adopted");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::write(dir.join("x"), "").expect("write");
+        assert!(
+            Endpoint::adopt(dir.clone()).is_err(),
+            "a non-empty directory adopted"
+        );
+        std::fs::remove_file(dir.join("x")).expect("rm");
+        let adopted = Endpoint::adopt(dir.clone()).expect("private and empty");
+        drop(adopted);
+        assert!(
+            !dir.exists(),
+            "an adopted directory is removed with its endpoint"
+        );
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn only_names_of_our_own_are_adopted() {
+        let ours = Endpoint::create().expect("endpoint").hand_over();
+        assert!(Endpoint::adopt(ours).is_ok());
+        for name in [
+            r"\\.\pipe\docker_engine",
+            r"\\.\pipe\bbinject-0123",
+            r"\\server\pipe\bbinject-0123456789abcdef0123456789abcdef",
+            r"C:\Temp\bbinject-0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(Endpoint::adopt(PathBuf::from(name)).is_err(), "{name}");
+        }
+    }
+
+    /// Someone who created the name first does not get our clients. Wine 8
+    /// ignores `FILE_FLAG_FIRST_PIPE_INSTANCE` (two first instances of one
+    /// name both succeed there), so this runs on real Windows only:
+    /// `cargo test --lib -- --ignored transport`.
+    #[cfg(windows)]
+    #[tokio::test]
+    #[ignore = "wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE; run on real Windows"]
+    async fn a_pipe_name_taken_first_is_refused() {
+        let endpoint = Endpoint::create().expect("endpoint");
+        let sid = crate::sys::current_user_sid().expect("sid");
+        let squatter =
+            crate::sys::create_pipe(endpoint.address().as_os_str(), &sid, true).expect("first");
+        assert!(
+            Listener::bind(&endpoint).is_err(),
+            "bound a name taken first"
+        );
+        drop(squatter);
+    }
+
+    /// The pipe's DACL, read back: protected, one grant, to this user.
+    #[cfg(windows)]
+    #[tokio::test]
+    async fn the_pipe_grants_the_current_user_alone() {
+        let endpoint = Endpoint::create().expect("endpoint");
+        let listener = Listener::bind(&endpoint).expect("bind");
+        let sid = crate::sys::current_user_sid().expect("sid");
+        let dacl = crate::sys::pipe_dacl(&listener.next).expect("dacl");
+        assert!(dacl.starts_with("D:P"), "{dacl}");
+        assert_eq!(dacl.matches("(A;").count(), 1, "{dacl}");
+        assert!(dacl.ends_with(&format!(";;;{sid})")), "{dacl}");
+        assert!(
+            !dacl.contains(";WD)") && !dacl.contains(";BA)") && !dacl.contains(";SY)"),
+            "{dacl}"
+        );
     }
 }

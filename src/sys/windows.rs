@@ -166,10 +166,7 @@ fn process_user_sid(process: HANDLE) -> std::io::Result<String> {
     }
     let _free = LocalMemory(text.cast());
     // SAFETY: ConvertSidToStringSidW returns a NUL-terminated UTF-16 string.
-    let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
-    // SAFETY: `len` u16s before the NUL are initialised (just counted).
-    let wide = unsafe { std::slice::from_raw_parts(text, len) };
-    Ok(String::from_utf16_lossy(wide))
+    Ok(unsafe { wide_string(text) })
 }
 
 /// The SID of the user bbinject runs as.
@@ -215,6 +212,63 @@ pub fn create_pipe(name: &OsStr, user_sid: &str, first: bool) -> std::io::Result
     // SAFETY: `attributes` is a valid SECURITY_ATTRIBUTES whose descriptor
     // stays alive (guard above) until after the call returns.
     unsafe { options.create_with_security_attributes_raw(name, (&raw mut attributes).cast()) }
+}
+
+/// The DACL of `pipe`, in SDDL (`D:P(A;;FA;;;S-1-5-21-…)`): what the tests
+/// read back to see that only the current user is granted.
+#[cfg(test)]
+pub fn pipe_dacl(pipe: &NamedPipeServer) -> std::io::Result<String> {
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: a live pipe handle; the out pointers are valid or null as allowed;
+    // the descriptor is LocalAlloc'ed and freed by the guard.
+    let status = unsafe {
+        GetSecurityInfo(
+            pipe.as_raw_handle().cast(),
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if status != 0 {
+        return Err(std::io::Error::from_raw_os_error(status as i32));
+    }
+    let _free = LocalMemory(descriptor);
+    let mut text: windows_sys::core::PWSTR = std::ptr::null_mut();
+    // SAFETY: `descriptor` is valid (above); `text` receives a LocalAlloc'ed string.
+    if unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            descriptor,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    let _free_text = LocalMemory(text.cast());
+    // SAFETY: a NUL-terminated UTF-16 string from the call above.
+    Ok(unsafe { wide_string(text) })
+}
+
+/// Copies a NUL-terminated UTF-16 string.
+///
+/// # Safety
+/// `text` must point to a NUL-terminated UTF-16 string.
+unsafe fn wide_string(text: *const u16) -> String {
+    // SAFETY: the caller promises a NUL terminator, so every read up to it is in bounds.
+    let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+    // SAFETY: `len` u16s before the NUL are initialised (just counted).
+    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) })
 }
 
 /// The process id and user SID of the client connected to `pipe`.
