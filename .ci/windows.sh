@@ -133,7 +133,7 @@ exit /b 7
 EOF
 set +e
 BITBUCKET_ACCESS_TOKEN="$token" exe -v exec --repo acme/app --api-url "$api_url" --git-url "$git_url" \
-  -- cmd /c "$W\\child.bat" >"$work/exec.out" 2>"$work/exec.err"
+  --audit-log "$W\\audit.jsonl" -- cmd /c "$W\\child.bat" >"$work/exec.out" 2>"$work/exec.err"
 code=$?
 set -e
 cat "$work/exec.out" "$work/exec.err"
@@ -165,6 +165,11 @@ done
 echo "a process with a wrong capability: refused; with none: told there is no broker"
 grep -q '^password=\*\*\*\*' "$work/exec.out" || fail "the password the child printed was not masked"
 echo "the password the child printed reached the log as ****"
+grep -q '"decision":"granted".*"front":"helper".*"sid":"S-1-5-' "$work/audit.jsonl" ||
+  fail "no audit record of the helper's grant with the client's SID: $(cat "$work/audit.jsonl")"
+grep -q '"reason":"host-not-allowed".*"exe":"Z:.*bbinject.exe".*"parent_exe":"[^"]*cmd.exe"' "$work/audit.jsonl" ||
+  fail "no audit record of the lookalike's refusal with the executables: $(cat "$work/audit.jsonl")"
+echo "audit log: $(wc -l <"$work/audit.jsonl") records, with the client's SID, executable and parent (cmd.exe)"
 
 say "exec: a 32-bit exit code passes through whole"
 cat >"$work/status.bat" <<EOF
@@ -254,10 +259,10 @@ echo "the exported broker answered, was revoked, and then refused"
 say "no form of the token in anything bbinject or the child printed"
 b64=$(printf '%s' "$token" | base64 -w0)
 basic=$(printf 'x-token-auth:%s' "$token" | base64 -w0)
-for f in exec.out exec.err ctrlc.log export.err exported.out bb-env.cmd child-env.txt; do
+for f in exec.out exec.err audit.jsonl ctrlc.log export.err exported.out bb-env.cmd child-env.txt; do
   for form in "$token" "$b64" "$basic"; do
     if grep -qF -- "$form" "$work/$f"; then fail "$f holds a form of the token"; fi
   done
 done
-echo "checked: exec and export output, the Ctrl-C run, the child's environment, the cmd file"
+echo "checked: exec and export output, the audit log, the Ctrl-C run, the child's environment, the cmd file"
 echo "windows: all checks passed"

@@ -78,26 +78,17 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Executables from `/proc` (Linux); elsewhere only the pid and user.
+    /// Executables and parent from the platform layer (Linux: `/proc`;
+    /// Windows: the process itself and a snapshot; elsewhere unknown).
     pub fn of(peer: &super::transport::Peer) -> Self {
         let pid = peer.pid;
-        let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        // /proc/<pid>/stat: `pid (comm) state ppid …`; comm may hold spaces.
-        let parent_pid = pid.and_then(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            stat.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        });
+        let parent_pid = pid.and_then(crate::sys::parent_pid);
         Self {
             pid,
             user: peer.user.clone(),
-            exe: pid.and_then(exe_of),
+            exe: pid.and_then(crate::sys::process_exe),
             parent_pid,
-            parent_exe: parent_pid.and_then(exe_of),
+            parent_exe: parent_pid.and_then(crate::sys::process_exe),
         }
     }
 }
@@ -331,9 +322,20 @@ mod tests {
         assert_eq!(json["repository"], "acme/app");
         assert_eq!(json["front"], "helper");
         assert_eq!(json["uid"], 0);
+        if cfg!(any(target_os = "linux", windows)) {
+            assert!(
+                json["exe"].as_str().is_some_and(|e| !e.is_empty()),
+                "{json}"
+            );
+        }
+        // (A test process under wine has no Windows parent: sys's own test
+        // checks the parent on Windows.)
         if cfg!(target_os = "linux") {
-            assert!(json["exe"].as_str().is_some_and(|e| !e.is_empty()));
             assert!(json["parent_pid"].as_i64().is_some_and(|p| p > 0), "{json}");
+            assert!(
+                json["parent_exe"].as_str().is_some_and(|e| !e.is_empty()),
+                "{json}"
+            );
         }
         assert!(!json.to_string().contains("FAKEFAKE"));
     }

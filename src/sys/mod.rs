@@ -2,7 +2,8 @@
 //! Windows (what a special file is, opening without blocking, who may read a
 //! file, a file's identity and version, permission bits), so the modules that
 //! read secret files, write configs and watch rotations stay platform-neutral.
-//! On Windows it also holds the Win32 calls behind the broker's named pipe
+//! It also says which executable a process runs and its parent (for the
+//! audit log). On Windows it holds the Win32 calls behind the broker's named pipe
 //! and `exec`'s job object. It never reads a file's content and never decides
 //! policy.
 

@@ -1,4 +1,5 @@
-//! Unix: file types, `O_NONBLOCK`, mode bits and groups, device and inode.
+//! Unix: file types, `O_NONBLOCK`, mode bits and groups, device and inode;
+//! a process's executable and parent from `/proc` (Linux; elsewhere unknown).
 
 use std::fs::{File, FileType, Metadata, OpenOptions};
 use std::os::unix::fs::{
@@ -80,4 +81,21 @@ pub fn create_with_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOption
 /// Sets `path`'s permission bits to `mode`.
 pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// The executable of process `pid`, if this system says (`/proc/<pid>/exe`).
+pub fn process_exe(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The parent of process `pid`, if this system says (`/proc/<pid>/stat`:
+/// `pid (comm) state ppid …`; comm may hold spaces and parentheses).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

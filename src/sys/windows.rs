@@ -88,7 +88,8 @@ use windows_sys::Win32::Security::{
     TokenUser,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-    CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW, TH32CS_SNAPPROCESS,
+    TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_BREAKAWAY_OK,
@@ -97,8 +98,9 @@ use windows_sys::Win32::System::JobObjects::{
 };
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, OpenProcessToken, OpenThread,
-    PROCESS_QUERY_LIMITED_INFORMATION, ResumeThread, THREAD_SUSPEND_RESUME,
+    GetCurrentProcess, OpenProcess, OpenProcessToken, OpenThread, PROCESS_NAME_WIN32,
+    PROCESS_QUERY_LIMITED_INFORMATION, QueryFullProcessImageNameW, ResumeThread,
+    THREAD_SUSPEND_RESUME,
 };
 
 /// The largest `TOKEN_USER` accepted (a SID is at most 68 bytes).
@@ -271,6 +273,62 @@ unsafe fn wide_string(text: *const u16) -> String {
     String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) })
 }
 
+/// A handle to process `pid` for querying, if we may open it.
+fn open_for_query(pid: u32) -> Option<OwnedHandle> {
+    // SAFETY: plain call; the returned handle is checked before use.
+    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    // SAFETY: OpenProcess succeeded, so we own the handle.
+    (!process.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(process.cast()) })
+}
+
+/// The executable of process `pid`, for the audit log.
+pub fn process_exe(pid: u32) -> Option<std::path::PathBuf> {
+    let process = open_for_query(pid)?;
+    let mut buffer = vec![0u16; 32 * 1024];
+    let mut len = buffer.len() as u32;
+    // SAFETY: `buffer` holds `len` u16s; the call writes at most that many and
+    // sets `len` to the count written (without the NUL).
+    if unsafe {
+        QueryFullProcessImageNameW(
+            raw(&process),
+            PROCESS_NAME_WIN32,
+            buffer.as_mut_ptr(),
+            &mut len,
+        )
+    } == 0
+    {
+        return None;
+    }
+    buffer.truncate(len as usize);
+    Some(std::path::PathBuf::from(String::from_utf16_lossy(&buffer)))
+}
+
+/// The parent of process `pid` (from a process snapshot), for the audit log.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    // SAFETY: plain call; the returned handle is checked before use.
+    let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    if snapshot.is_null() || snapshot == INVALID_HANDLE_VALUE {
+        return None;
+    }
+    // SAFETY: the snapshot handle is ours to close.
+    let snapshot = unsafe { OwnedHandle::from_raw_handle(snapshot.cast()) };
+    let mut entry = PROCESSENTRY32W {
+        dwSize: std::mem::size_of::<PROCESSENTRY32W>() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `entry` is a valid PROCESSENTRY32W with its size set, for each call.
+    let mut more = unsafe { Process32FirstW(raw(&snapshot), &mut entry) } != 0;
+    while more {
+        if entry.th32ProcessID == pid {
+            // 0: no parent (started from outside Windows, or the idle process).
+            return Some(entry.th32ParentProcessID).filter(|&p| p != 0);
+        }
+        // SAFETY: as for Process32FirstW.
+        more = unsafe { Process32NextW(raw(&snapshot), &mut entry) } != 0;
+    }
+    None
+}
+
 /// The process id and user SID of the client connected to `pipe`.
 pub fn pipe_client(pipe: &NamedPipeServer) -> std::io::Result<(u32, String)> {
     let mut pid = 0u32;
@@ -278,13 +336,7 @@ pub fn pipe_client(pipe: &NamedPipeServer) -> std::io::Result<(u32, String)> {
     if unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle().cast(), &mut pid) } == 0 {
         return Err(last_error());
     }
-    // SAFETY: plain call; the returned handle is checked before use.
-    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-    if process.is_null() {
-        return Err(last_error());
-    }
-    // SAFETY: OpenProcess succeeded, so we own the handle.
-    let process = unsafe { OwnedHandle::from_raw_handle(process.cast()) };
+    let process = open_for_query(pid).ok_or_else(last_error)?;
     Ok((pid, process_user_sid(raw(&process))?))
 }
 
@@ -382,4 +434,28 @@ fn resume_threads(pid: u32) -> std::io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child of ours: its parent is us, its executable is cmd.exe.
+    #[test]
+    fn a_process_is_known_by_its_executable_and_parent() {
+        let mut child = std::process::Command::new("cmd")
+            .args(["/c", "pause"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("cmd");
+        let parent = parent_pid(child.id());
+        let exe = process_exe(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(parent, Some(std::process::id()));
+        let exe = exe.expect("exe").display().to_string().to_ascii_lowercase();
+        assert!(exe.ends_with("cmd.exe"), "{exe}");
+        assert_eq!(process_exe(u32::MAX), None);
+    }
 }
