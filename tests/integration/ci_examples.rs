@@ -268,7 +268,10 @@ fn every_install_step_names_the_same_release_and_checks_it_before_use() {
             continue;
         }
         let found = install_snippets(&text);
-        assert!(!found.is_empty(), "{name} downloads without `v=…; f=…`");
+        assert!(
+            !found.is_empty() || !powershell_installs(&text).is_empty(),
+            "{name} downloads without `v=…; f=…` or a PowerShell install"
+        );
         for snippet in found {
             let pin = format!("v={version}; f=bbinject-$v-x86_64-unknown-linux-musl");
             assert!(snippet.starts_with(&pin), "{name}: {snippet}");
@@ -299,34 +302,63 @@ fn every_install_step_names_the_same_release_and_checks_it_before_use() {
     }
 }
 
-/// The README's PowerShell install (Windows agents cannot run the sh
-/// snippets): the same release, its SHA256SUMS, the hash compared (failing
-/// with `throw`) before the exe is moved into place. Not run here: no
-/// PowerShell on Linux CI.
+/// The PowerShell installs (README, Windows agents' examples), which cannot
+/// run here (no PowerShell on Linux CI): each pins this release, takes its
+/// SHA256SUMS, and compares the hash (failing with `throw`) before the exe is
+/// moved into place.
 #[test]
-fn the_windows_install_pins_the_release_and_checks_the_hash_before_use() {
+fn every_windows_install_pins_the_release_and_checks_the_hash_before_use() {
     let version = env!("CARGO_PKG_VERSION");
-    let text = std::fs::read_to_string(root().join("README.md")).expect("README");
-    let start = text
-        .find("$v = '")
-        .expect("README has a PowerShell install");
-    let block = &text[start..start + text[start..].find("```").expect("block end")];
-    assert!(block.starts_with(&format!("$v = '{version}'")), "{block}");
-    let at = |needle: &str| {
-        block
-            .find(needle)
-            .unwrap_or_else(|| panic!("no {needle} in {block}"))
-    };
-    assert!(block.contains("\"bbinject-$v-x86_64-pc-windows-gnu.exe\""));
-    let base = at(&format!("\"{RELEASES}v$v\""));
-    let sums = at("\"$base/SHA256SUMS\"");
-    let hash = at("Get-FileHash");
-    let refuse = at("throw");
-    let install = at("Move-Item");
-    assert!(
-        base < sums && sums < hash && hash < refuse && refuse < install,
-        "{block}"
-    );
+    let mut found = Vec::new();
+    for file in install_sources() {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for block in powershell_installs(&text) {
+            let name = file.display();
+            assert!(
+                block.starts_with(&format!("$v = '{version}'")),
+                "{name}: {block}"
+            );
+            let at = |needle: &str| {
+                block
+                    .find(needle)
+                    .unwrap_or_else(|| panic!("{name}: no {needle} in {block}"))
+            };
+            assert!(block.contains("\"bbinject-$v-x86_64-pc-windows-gnu.exe\""));
+            let base = at(&format!("\"{RELEASES}v$v\""));
+            let sums = at("SHA256SUMS");
+            let hash = at("Get-FileHash");
+            let refuse = at("throw");
+            let install = at("Move-Item");
+            assert!(
+                base < sums && sums < hash && hash < refuse && refuse < install,
+                "{name}: {block}"
+            );
+            found.push(name.to_string());
+        }
+    }
+    for needed in ["README.md", "Jenkinsfile.windows"] {
+        assert!(
+            found.iter().any(|f| f.ends_with(needed)),
+            "no PowerShell install in {needed}: {found:?}"
+        );
+    }
+}
+
+/// The PowerShell install blocks in `text`: from `$v = '…'` to the line that
+/// moves the checked exe into place.
+fn powershell_installs(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("$v = '") {
+        let start = from + i;
+        let end = text[start..]
+            .find("Move-Item")
+            .map(|m| start + m + text[start + m..].find('\n').unwrap_or(0))
+            .unwrap_or(text.len());
+        out.push(text[start..end].to_owned());
+        from = end;
+    }
+    out
 }
 
 /// Each install snippet, run as written against a fake release (a `curl` that
