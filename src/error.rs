@@ -26,7 +26,7 @@ pub enum Error {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot set up the broker: {}", io_reason(.0))]
-    RuntimeDir(std::io::Error),
+    BrokerSetup(std::io::Error),
     #[error(transparent)]
     GitConfigCount(#[from] crate::broker::child_env::GitConfigCountError),
     #[error("--allow-repo: {0}")]
@@ -56,12 +56,12 @@ impl Error {
             Error::PipelinesRepo(_) => "pass --repo WORKSPACE/SLUG explicitly".into(),
             Error::Http(e) => e.hint(),
             Error::Runtime(_) => "the machine may be out of threads or file descriptors".into(),
-            Error::RuntimeDir(_) if cfg!(windows) => {
+            Error::BrokerSetup(_) if cfg!(windows) => {
                 "bbinject needs a named pipe and a job object of its own: run it again, with -vv \
                  if it fails the same way"
                     .into()
             }
-            Error::RuntimeDir(_) => {
+            Error::BrokerSetup(_) => {
                 "bbinject needs a private directory for its socket: check that $XDG_RUNTIME_DIR or \
                  $TMPDIR is writable and its path is short"
                     .into()
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn io_errors_read_without_the_os_error_number() {
-        let e = Error::RuntimeDir(std::io::Error::from_raw_os_error(30));
+        let e = Error::BrokerSetup(std::io::Error::from_raw_os_error(30));
         let text = e.to_string();
         assert!(!text.contains("os error"), "{text}");
         // Error 30 is EROFS on Unix (Windows: ERROR_READ_FAULT).

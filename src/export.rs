@@ -91,11 +91,11 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         Err(code) => return Ok(code),
     };
 
-    let exe = crate::broker::child_env::current_exe().map_err(Error::RuntimeDir)?;
-    let capability = capability::generate().map_err(Error::RuntimeDir)?;
+    let exe = crate::broker::child_env::current_exe().map_err(Error::BrokerSetup)?;
+    let capability = capability::generate().map_err(Error::BrokerSetup)?;
     // Created here, where the caller's XDG_RUNTIME_DIR and TMPDIR are known;
     // the broker starts with an empty environment and adopts it.
-    let runtime = Endpoint::create().map_err(Error::RuntimeDir)?;
+    let runtime = Endpoint::create().map_err(Error::BrokerSetup)?;
     let handoff = Handoff {
         capability: crate::secret::Secret::new(capability.expose().to_owned()),
         runtime_dir: runtime.handle().to_path_buf(),
@@ -108,7 +108,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     };
     let encoded = handoff
         .encode()
-        .map_err(|e| Error::RuntimeDir(std::io::Error::other(e)))?;
+        .map_err(|e| Error::BrokerSetup(std::io::Error::other(e)))?;
     drop(handoff);
     // The assignments, rendered before the broker starts: a value the format
     // cannot hold leaves no broker behind.
@@ -383,7 +383,7 @@ mod tests {
         vec![
             (
                 "GIT_ASKPASS".into(),
-                "/tmp/it's a [dir]|x/bbi-1/bbinject-askpass".into(),
+                "/tmp/it's a [dir]|x/bin/bbinject".into(),
             ),
             ("BBINJECT_CAPABILITY".into(), "ab12".into()),
             (
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn sh_bash_and_zsh_use_posix_single_quotes() {
-        let expected = "export GIT_ASKPASS='/tmp/it'\\''s a [dir]|x/bbi-1/bbinject-askpass'\n\
+        let expected = "export GIT_ASKPASS='/tmp/it'\\''s a [dir]|x/bin/bbinject'\n\
                         export BBINJECT_CAPABILITY='ab12'\n\
                         export GIT_CONFIG_VALUE_1='!exec '\\''/opt/bb inject/bbinject'\\'' credential'\n\
                         export ODD='a\\b\"c$d\ne'\n";
@@ -413,7 +413,7 @@ mod tests {
     fn fish_escapes_backslash_and_quote() {
         assert_eq!(
             render(ExportFormat::Fish, &vars()).expect("renders"),
-            "set -gx GIT_ASKPASS '/tmp/it\\'s a [dir]|x/bbi-1/bbinject-askpass'\n\
+            "set -gx GIT_ASKPASS '/tmp/it\\'s a [dir]|x/bin/bbinject'\n\
              set -gx BBINJECT_CAPABILITY 'ab12'\n\
              set -gx GIT_CONFIG_VALUE_1 '!exec \\'/opt/bb inject/bbinject\\' credential'\n\
              set -gx ODD 'a\\\\b\"c$d\ne'\n"
@@ -424,7 +424,7 @@ mod tests {
     fn powershell_doubles_single_quotes() {
         assert_eq!(
             render(ExportFormat::Powershell, &vars()).expect("renders"),
-            "$env:GIT_ASKPASS = '/tmp/it''s a [dir]|x/bbi-1/bbinject-askpass'\n\
+            "$env:GIT_ASKPASS = '/tmp/it''s a [dir]|x/bin/bbinject'\n\
              $env:BBINJECT_CAPABILITY = 'ab12'\n\
              $env:GIT_CONFIG_VALUE_1 = '!exec ''/opt/bb inject/bbinject'' credential'\n\
              $env:ODD = 'a\\b\"c$d\ne'\n"
@@ -456,7 +456,7 @@ mod tests {
     fn teamcity_service_messages_escape_pipes_quotes_brackets_and_newlines() {
         assert_eq!(
             render(ExportFormat::Teamcity, &vars()).expect("renders"),
-            "##teamcity[setParameter name='env.GIT_ASKPASS' value='/tmp/it|'s a |[dir|]||x/bbi-1/bbinject-askpass']\n\
+            "##teamcity[setParameter name='env.GIT_ASKPASS' value='/tmp/it|'s a |[dir|]||x/bin/bbinject']\n\
              ##teamcity[setParameter name='env.BBINJECT_CAPABILITY' value='ab12']\n\
              ##teamcity[setParameter name='env.GIT_CONFIG_VALUE_1' value='!exec |'/opt/bb inject/bbinject|' credential']\n\
              ##teamcity[setParameter name='env.ODD' value='a\\b\"c$d|ne']\n"
@@ -467,7 +467,7 @@ mod tests {
     fn github_env_lines_use_a_heredoc_only_for_line_breaks() {
         assert_eq!(
             render(ExportFormat::Github, &vars()).expect("renders"),
-            "GIT_ASKPASS=/tmp/it's a [dir]|x/bbi-1/bbinject-askpass\n\
+            "GIT_ASKPASS=/tmp/it's a [dir]|x/bin/bbinject\n\
              BBINJECT_CAPABILITY=ab12\n\
              GIT_CONFIG_VALUE_1=!exec '/opt/bb inject/bbinject' credential\n\
              ODD<<BBINJECT_EOF\na\\b\"c$d\ne\nBBINJECT_EOF\n"
@@ -478,7 +478,7 @@ mod tests {
     fn dotenv_uses_escaped_double_quotes() {
         assert_eq!(
             render(ExportFormat::Dotenv, &vars()).expect("renders"),
-            "GIT_ASKPASS=\"/tmp/it's a [dir]|x/bbi-1/bbinject-askpass\"\n\
+            "GIT_ASKPASS=\"/tmp/it's a [dir]|x/bin/bbinject\"\n\
              BBINJECT_CAPABILITY=\"ab12\"\n\
              GIT_CONFIG_VALUE_1=\"!exec '/opt/bb inject/bbinject' credential\"\n\
              ODD=\"a\\\\b\\\"c\\$d\\ne\"\n"

@@ -73,7 +73,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         proxies,
         patterns: known_patterns,
     } = settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
-    let exe = child_env::current_exe().map_err(Error::RuntimeDir)?;
+    let exe = child_env::current_exe().map_err(Error::BrokerSetup)?;
     let git_config = child_env::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
@@ -129,8 +129,8 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         })?),
         None => None,
     };
-    let endpoint = Endpoint::create().map_err(Error::RuntimeDir)?;
-    let capability = capability::generate().map_err(Error::RuntimeDir)?;
+    let endpoint = Endpoint::create().map_err(Error::BrokerSetup)?;
+    let capability = capability::generate().map_err(Error::BrokerSetup)?;
     let child_capability = OsString::from(capability.expose());
     let broker = Broker::start(
         &endpoint,
@@ -145,7 +145,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         capability,
         audit,
     )
-    .map_err(Error::RuntimeDir)?;
+    .map_err(Error::BrokerSetup)?;
 
     let mut command = std::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
@@ -176,7 +176,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     // Before the child exists: signal handlers (so its exit cannot be missed,
     // and a signal for it does not end us first), and on Windows the job
     // object its whole process tree will be in.
-    let supervisor = platform::Supervisor::new().map_err(Error::RuntimeDir)?;
+    let supervisor = platform::Supervisor::new().map_err(Error::BrokerSetup)?;
     supervisor.prepare(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -194,13 +194,13 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             return Ok(code);
         }
     };
-    supervisor.started(&mut child).map_err(Error::RuntimeDir)?;
+    supervisor.started(&mut child).map_err(Error::BrokerSetup)?;
     let pumps = patterns
         .map(|p| start_pumps(&mut child, p))
         .unwrap_or_default();
     let status = platform::supervise(child, supervisor)
         .await
-        .map_err(Error::RuntimeDir)?;
+        .map_err(Error::BrokerSetup)?;
     finish_pumps(pumps).await;
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
     tracing::info!("{}", broker.summary());
