@@ -262,11 +262,13 @@ mod windows {
             })
         }
 
-        /// Waits for a client; a new instance waits for the next one from then on.
+        /// Waits for a client; a new instance waits for the next one from then
+        /// on (also after a failed connection, whose instance is dropped).
         pub async fn accept(&mut self) -> std::io::Result<Connection> {
-            self.next.connect().await?;
+            let connected = self.next.connect().await;
             let fresh = crate::sys::create_pipe(self.name.as_os_str(), &self.sid, false)?;
-            Ok(std::mem::replace(&mut self.next, fresh))
+            let previous = std::mem::replace(&mut self.next, fresh);
+            connected.map(|()| previous)
         }
     }
 
@@ -341,6 +343,53 @@ mod tests {
         assert_eq!(peer.pid, Some(std::process::id()));
         assert_eq!(peer.user, current_user().expect("user"));
         drop(client.join().expect("client"));
+    }
+
+    /// git `--jobs 20`: twenty front doors at once all get through (on
+    /// Windows, a client finding every instance busy retries).
+    #[tokio::test]
+    async fn twenty_clients_at_once_are_all_served() {
+        use std::io::{Read as _, Write as _};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let endpoint = Endpoint::create().expect("endpoint");
+        let mut listener = Listener::bind(&endpoint).expect("bind");
+        let clients: Vec<_> = (0..20u8)
+            .map(|i| {
+                let address = endpoint.address();
+                std::thread::spawn(move || {
+                    let mut stream =
+                        connect(address.as_os_str(), std::time::Duration::from_secs(10))
+                            .expect("connect");
+                    stream.write_all(&[i]).expect("write");
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).expect("read");
+                    answer == [i, i]
+                })
+            })
+            .collect();
+        let mut served = Vec::new();
+        for _ in 0..20 {
+            let mut connection = listener.accept().await.expect("accept");
+            served.push(tokio::spawn(async move {
+                let mut byte = [0u8];
+                connection.read_exact(&mut byte).await.expect("read");
+                connection
+                    .write_all(&[byte[0], byte[0]])
+                    .await
+                    .expect("write");
+                let _ = connection.shutdown().await;
+            }));
+        }
+        // Before joining the clients: the handlers run on this thread.
+        for handler in served {
+            handler.await.expect("served");
+        }
+        for client in clients {
+            assert!(
+                client.join().expect("client"),
+                "a client got a wrong answer"
+            );
+        }
     }
 
     #[cfg(unix)]
