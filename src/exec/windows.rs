@@ -105,6 +105,14 @@ pub async fn supervise(
     });
     loop {
         tokio::select! {
+            // A Ctrl-C is noted before the exit it may have caused.
+            biased;
+            _ = supervisor.ctrl_c.recv() => {
+                tracing::info!("Ctrl-C: the console gave it to the child as well; waiting for it");
+            }
+            _ = supervisor.ctrl_break.recv() => {
+                tracing::info!("Ctrl-Break: the console gave it to the child as well; waiting for it");
+            }
             status = &mut exited => {
                 let status = status.map_err(|_| std::io::Error::other("lost the child's status"))??;
                 // NTSTATUS codes such as 0xC000013A (ended by Ctrl-C) are
@@ -116,12 +124,6 @@ pub async fn supervise(
                     },
                     None => Exit::Child(1),
                 });
-            }
-            _ = supervisor.ctrl_c.recv() => {
-                tracing::info!("Ctrl-C: the console gave it to the child as well; waiting for it");
-            }
-            _ = supervisor.ctrl_break.recv() => {
-                tracing::info!("Ctrl-Break: the console gave it to the child as well; waiting for it");
             }
         }
     }
