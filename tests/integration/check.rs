@@ -495,14 +495,7 @@ async fn without_a_repo_it_checks_identity_or_says_what_it_could_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inside_pipelines_the_repository_defaults_to_the_build_repository() {
-    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        authenticated(bb::private_repository(), "repo_access_token"),
-    )
-    .await;
+    let w = app_world().await;
     let env = [
         ("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN),
         ("BITBUCKET_REPO_FULL_NAME", "acme/app"),
@@ -612,14 +605,8 @@ async fn a_config_routes_each_repository_to_its_credential() {
     assert_no_leak(&run, bb.dir.path(), FAKE_API_TOKEN, &[GIT_USER, EMAIL], &[]);
 }
 
-/// A world whose API knows `acme/app` (for an access token), with a TLS
-/// front (its own test CA) before the API and one before the git server.
-async fn tls_world() -> (
-    World,
-    crate::support::tls_front::TlsFront,
-    crate::support::tls_front::TlsFront,
-) {
-    use crate::support::tls_front::TlsFront;
+/// A world whose API knows `acme/app` (for an access token).
+async fn app_world() -> World {
     let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
     bb::on_get(
         &w.api,
@@ -628,6 +615,18 @@ async fn tls_world() -> (
         authenticated(bb::private_repository(), "repo_access_token"),
     )
     .await;
+    w
+}
+
+/// [`app_world`] with a TLS front (its own test CA) before the API and one
+/// before the git server.
+async fn tls_world() -> (
+    World,
+    crate::support::tls_front::TlsFront,
+    crate::support::tls_front::TlsFront,
+) {
+    use crate::support::tls_front::TlsFront;
+    let w = app_world().await;
     let api_tls = TlsFront::start(*w.api.address());
     let git_addr: std::net::SocketAddr =
         format!("127.0.0.1:{}", w.git.port()).parse().expect("addr");
@@ -1175,14 +1174,7 @@ async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
     );
 
     // A server without LFS: git works, LFS answers 404.
-    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
-    bb::on_get(
-        &w.api,
-        "repositories/acme/app",
-        None,
-        authenticated(bb::private_repository(), "repo_access_token"),
-    )
-    .await;
+    let w = app_world().await;
     let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
     assert_eq!(run.code(), 4, "{}", run.describe());
     assert_eq!(run.json()["repositories"][0]["read"], "ok");
