@@ -153,7 +153,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         .map_or(READY_TIMEOUT, Duration::from_millis);
     match start_detached(&exe, encoded.as_bytes(), ready_timeout) {
         // The broker removes its directory from now on.
-        Ok(()) => drop(runtime.hand_over()),
+        Ok(()) => runtime.hand_over(),
         Err(reason) => {
             drop(runtime);
             crate::error::print_error(

@@ -171,7 +171,7 @@ impl Broker {
             live,
             limits,
             capability,
-            user: transport::current_user()?,
+            user: listener.user(),
             uses: AtomicU32::new(0),
             stop: tokio::sync::Notify::new(),
             audit,
@@ -281,7 +281,7 @@ async fn handle(mut stream: Connection, state: Arc<State>) {
             granted: matches!(answer, Answer::Granted { .. } | Answer::Revoked),
             refusal: refusal.as_ref(),
             credential: entry.map(|e| (e.name.as_str(), e.fingerprint.as_str())),
-            // Read from /proc only when there is a log to write it to.
+            // Looked up (/proc, process snapshot) only when there is a log.
             peer: &super::audit::Peer::of(&peer),
         });
     }

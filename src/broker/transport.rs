@@ -119,10 +119,8 @@ mod unix {
         }
 
         /// Gives the endpoint up: another process removes it from now on.
-        /// Returns what [`Endpoint::adopt`] takes.
-        pub fn hand_over(mut self) -> PathBuf {
+        pub fn hand_over(mut self) {
             self.owned = false;
-            self.path.clone()
         }
 
         /// What [`Endpoint::adopt`] takes: the directory.
@@ -159,6 +157,11 @@ mod unix {
         pub async fn accept(&mut self) -> std::io::Result<Connection> {
             Ok(self.0.accept().await?.0)
         }
+
+        /// The user this process runs as: the one its peers must be.
+        pub fn user(&self) -> User {
+            User::Uid(rustix::process::getuid().as_raw())
+        }
     }
 
     /// Who is connected, from the kernel.
@@ -168,11 +171,6 @@ mod unix {
             pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
             user: User::Uid(cred.uid()),
         })
-    }
-
-    /// The user this process runs as.
-    pub fn current_user() -> std::io::Result<User> {
-        Ok(User::Uid(rustix::process::getuid().as_raw()))
     }
 
     pub type ClientStream = std::os::unix::net::UnixStream;
@@ -229,9 +227,8 @@ mod windows {
             Ok(Self { name })
         }
 
-        pub fn hand_over(self) -> PathBuf {
-            self.name
-        }
+        /// Nothing to give up: the pipe ends with its last handle.
+        pub fn hand_over(self) {}
 
         pub fn handle(&self) -> &Path {
             &self.name
@@ -270,6 +267,12 @@ mod windows {
             let previous = std::mem::replace(&mut self.next, fresh);
             connected.map(|()| previous)
         }
+
+        /// The user this process runs as (read once, at bind): the one its
+        /// peers must be.
+        pub fn user(&self) -> User {
+            User::Sid(self.sid.clone())
+        }
     }
 
     /// Who is connected: the client's pid, and the user of its process token.
@@ -279,10 +282,6 @@ mod windows {
             pid: Some(pid),
             user: User::Sid(sid),
         })
-    }
-
-    pub fn current_user() -> std::io::Result<User> {
-        Ok(User::Sid(crate::sys::current_user_sid()?))
     }
 
     pub type ClientStream = std::fs::File;
@@ -341,7 +340,7 @@ mod tests {
         let connection = listener.accept().await.expect("accept");
         let peer = peer(&connection).expect("peer");
         assert_eq!(peer.pid, Some(std::process::id()));
-        assert_eq!(peer.user, current_user().expect("user"));
+        assert_eq!(peer.user, listener.user());
         drop(client.join().expect("client"));
     }
 
@@ -419,7 +418,7 @@ mod tests {
     #[cfg(windows)]
     #[test]
     fn only_names_of_our_own_are_adopted() {
-        let ours = Endpoint::create().expect("endpoint").hand_over();
+        let ours = Endpoint::create().expect("endpoint").handle().to_path_buf();
         assert!(Endpoint::adopt(ours).is_ok());
         for name in [
             r"\\.\pipe\docker_engine",
