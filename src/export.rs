@@ -61,8 +61,10 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         ..
     } = crate::settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let rewrite_ssh_default = set.defaults.rewrite_ssh;
+    let no_redirects = set.limits_repositories();
     let allow_repos =
         crate::settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
+    let no_redirects = no_redirects || !allow_repos.is_empty();
     // The detached broker has no stderr and runs in `/`: a file, by absolute path.
     let audit_log = match &args.broker.audit_log {
         Some(path) if path.as_os_str() == "-" => {
@@ -118,6 +120,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         &crate::broker::child_env::helper_command(&exe),
         crate::broker::child_env::ChildOptions {
             rewrite_ssh: args.broker.rewrite_ssh || rewrite_ssh_default,
+            no_redirects,
         },
     )?;
     let mut vars: Vec<(String, String)> = vec![

@@ -55,6 +55,46 @@ impl Secret {
     }
 }
 
+/// Prefixes of credentials that turn up where a user name belongs (the
+/// GitHub habit of `https://TOKEN@host/…`): Atlassian's, and the common ones
+/// of other forges and clouds a build may also hold.
+const TOKEN_PREFIXES: &[&str] = &[
+    "ATBB",
+    "ATATT",
+    "ATCTT",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "AKIA",
+    "npm_",
+];
+
+/// A user name at least this long is treated as a credential: Bitbucket user
+/// names are at most 30 characters, its tokens and app passwords longer.
+const TOKEN_LIKE_LEN: usize = 32;
+
+/// Whether `value`, found where a user name belongs, is probably a secret.
+pub fn looks_like_a_token(value: &str) -> bool {
+    value.len() >= TOKEN_LIKE_LEN || TOKEN_PREFIXES.iter().any(|p| value.starts_with(p))
+}
+
+/// A user name as it may be shown or recorded: itself, or — when it looks
+/// like a credential — `token-shaped-user-sha256:…`, its fingerprint.
+pub fn shown_user(value: &str) -> String {
+    if looks_like_a_token(value) {
+        let digest = Sha256::digest(value.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("token-shaped-user-sha256:{hex}")
+    } else {
+        value.to_owned()
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([REDACTED])")
@@ -86,6 +126,24 @@ mod tests {
             a.fingerprint(),
             Secret::new("other".to_owned()).fingerprint()
         );
+    }
+
+    #[test]
+    fn user_names_that_look_like_tokens_are_shown_as_fingerprints() {
+        let token = format!("ATCTT3x{}", "A".repeat(185));
+        let shown = shown_user(&token);
+        assert!(shown.starts_with("token-shaped-user-sha256:"), "{shown}");
+        assert!(!shown.contains("ATCTT") && shown.len() < 40);
+        assert_eq!(shown_user("ghp_short"), shown_user("ghp_short"));
+        assert!(shown_user("ghp_short").starts_with("token-shaped"));
+        for name in [
+            "x-token-auth",
+            "x-bitbucket-api-token-auth",
+            "jdoe",
+            "alice",
+        ] {
+            assert_eq!(shown_user(name), name);
+        }
     }
 
     #[test]

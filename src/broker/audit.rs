@@ -16,7 +16,6 @@ use serde::Serialize;
 use super::policy::Refusal;
 use super::protocol::{Request, Want};
 use super::transport::User;
-use crate::credential::normalised_repository;
 
 /// Where the records go: a file opened for appending (created 0600), or stderr.
 pub enum AuditLog {
@@ -38,11 +37,14 @@ impl AuditLog {
         Ok(AuditLog::File(Mutex::new(file)))
     }
 
-    /// Appends one record as one line, in one write.
+    /// Appends one record as one line, in one write. Every field passes
+    /// through the redaction of our own output first: a path or user name
+    /// that holds a secret in play is masked, as in the build log.
     pub fn record(&self, decision: &Decision<'_>) {
-        let Ok(mut line) = serde_json::to_vec(&Record::from(decision)) else {
+        let Ok(line) = serde_json::to_vec(&Record::from(decision)) else {
             return;
         };
+        let mut line = crate::redact::redact_own(&line).into_owned();
         line.push(b'\n');
         match self {
             AuditLog::File(file) => {
@@ -98,6 +100,8 @@ pub struct Decision<'a> {
     pub request: &'a Request,
     pub granted: bool,
     pub refusal: Option<&'a Refusal>,
+    /// The repository the request's path names, as the broker read it.
+    pub repository: Option<&'a crate::credential::RepoRef>,
     /// The credential's name and fingerprint, when the request was routed to one.
     pub credential: Option<(&'a str, &'a str)>,
     pub peer: &'a Peer,
@@ -119,8 +123,9 @@ struct Record<'a> {
     path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     repository: Option<String>,
+    /// Shown as a fingerprint when it looks like a token (`https://TOKEN@…`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<&'a str>,
+    username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     credential: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,12 +168,8 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
             protocol: &r.protocol,
             host: &r.host,
             path: r.path.as_deref(),
-            repository: r
-                .path
-                .as_deref()
-                .and_then(normalised_repository)
-                .map(|(w, s)| format!("{w}/{s}")),
-            username: r.username.as_deref(),
+            repository: d.repository.map(ToString::to_string),
+            username: r.username.as_deref().map(crate::secret::shown_user),
             credential: d.credential.map(|(name, _)| name),
             fingerprint: d.credential.map(|(_, fp)| fp),
             pid: d.peer.pid,
@@ -195,15 +196,17 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn count(&mut self, request: &Request, refusal: Option<&Refusal>) {
+    pub fn count(
+        &mut self,
+        request: &Request,
+        repository: Option<&crate::credential::RepoRef>,
+        refusal: Option<&Refusal>,
+    ) {
         if request.want != Want::Password {
             return;
         }
-        let repo = request
-            .path
-            .as_deref()
-            .and_then(normalised_repository)
-            .map(|(w, s)| format!("{w}/{s}"))
+        let repo = repository
+            .map(ToString::to_string)
             .unwrap_or_else(|| request.host.clone());
         match refusal {
             None => *self.granted.entry(repo).or_default() += 1,
@@ -292,6 +295,7 @@ mod tests {
             request: &req,
             granted: false,
             refusal: None,
+            repository: None,
             credential: Some(("env", "sha256:0123")),
             peer: &peer,
         };
@@ -303,7 +307,10 @@ mod tests {
 
     #[test]
     fn a_record_names_the_decision_and_never_the_capability() {
-        let req = request(Some("ACME/App.git"));
+        let mut req = request(Some("ACME/App.git"));
+        let token = format!("ATCTT3xFAKE{}", "q".repeat(181));
+        req.username = Some(token.clone());
+        let repo = crate::credential::RepoRef::parse("acme/app").expect("repo");
         let refusal = Refusal::RepoNotAllowed("acme/app".into());
         let peer = Peer::of(&super::super::transport::Peer {
             pid: Some(std::process::id()),
@@ -313,6 +320,7 @@ mod tests {
             request: &req,
             granted: false,
             refusal: Some(&refusal),
+            repository: Some(&repo),
             credential: Some(("env", "sha256:0123")),
             peer: &peer,
         };
@@ -338,16 +346,27 @@ mod tests {
             );
         }
         assert!(!json.to_string().contains("FAKEFAKE"));
+        // A token where the user name belongs is recorded as its fingerprint.
+        assert!(!json.to_string().contains(&token), "{json}");
+        assert!(
+            json["username"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("token-shaped-user-sha256:")),
+            "{json}"
+        );
     }
 
     #[test]
     fn the_summary_counts_answers_per_repository_and_refusals() {
         let mut tally = Tally::default();
-        tally.count(&request(Some("acme/app.git")), None);
-        tally.count(&request(Some("acme/app.git")), None);
-        tally.count(&request(Some("acme/lib.git")), None);
+        let repo = |r: &str| crate::credential::RepoRef::parse(r).expect("repo");
+        let req = request(Some("acme/app.git"));
+        tally.count(&req, Some(&repo("acme/app")), None);
+        tally.count(&req, Some(&repo("acme/app")), None);
+        tally.count(&req, Some(&repo("acme/lib")), None);
         tally.count(
-            &request(Some("acme/other.git")),
+            &req,
+            Some(&repo("acme/other")),
             Some(&Refusal::RepoNotAllowed("acme/other".into())),
         );
         assert_eq!(

@@ -13,7 +13,19 @@ use super::policy::Origin;
 pub struct ChildOptions {
     /// Route `git@host:` and `ssh://git@host/` URLs of allowed hosts over HTTPS.
     pub rewrite_ssh: bool,
+    /// A repository allow-list is in force: git follows no redirect on an
+    /// allowed origin (`http.<origin>.followRedirects=false`). git asks the
+    /// broker once, for the repository it names; curl would carry the
+    /// `Authorization` header of an authenticated retry along a redirect to
+    /// another repository on the same host, and git's default (`initial`)
+    /// follows exactly that retry.
+    pub no_redirects: bool,
 }
+
+/// The most `GIT_CONFIG_COUNT` entries we append after: git itself reads
+/// them one variable each, so a count beyond this is a mistake or an attack
+/// (a count near `usize::MAX` would wrap the index arithmetic).
+pub const MAX_GIT_CONFIG_COUNT: usize = 10_000;
 
 /// Variables set for the child unless the caller set them: Cargo's default
 /// git backend (libgit2) ignores `GIT_CONFIG_*` and so never reaches our
@@ -27,9 +39,9 @@ pub fn defaults_for_child(
         .collect()
 }
 
-/// `GIT_CONFIG_COUNT` in the caller's environment is not a number.
+/// `GIT_CONFIG_COUNT` in the caller's environment is not a number we accept.
 #[derive(Debug, thiserror::Error)]
-#[error("GIT_CONFIG_COUNT is `{0}`, not a number")]
+#[error("GIT_CONFIG_COUNT is `{0}`, not a number from 0 to {MAX_GIT_CONFIG_COUNT}")]
 pub struct GitConfigCountError(pub String);
 
 /// This binary, by absolute canonical path: what git runs as helper and askpass.
@@ -80,7 +92,8 @@ pub fn git_config_entries(
         Some(raw) => raw
             .to_str()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| GitConfigCountError(raw.to_string_lossy().into_owned()))?,
+            .filter(|n| *n <= MAX_GIT_CONFIG_COUNT)
+            .ok_or_else(|| GitConfigCountError(raw.to_string_lossy().chars().take(40).collect()))?,
     };
     let mut entries: Vec<(String, String)> = Vec::new();
     for origin in origins {
@@ -91,6 +104,12 @@ pub fn git_config_entries(
         // git-lfs sends credentials only after a 401; Bitbucket answers an
         // anonymous LFS batch with 403, so ask for them on the first request.
         entries.push((format!("lfs.{}/.access", origin.url()), "basic".into()));
+        if options.no_redirects {
+            entries.push((
+                format!("http.{}/.followRedirects", origin.url()),
+                "false".into(),
+            ));
+        }
         if options.rewrite_ssh {
             // SSH-style submodule URLs go to the same host over HTTPS, through
             // the broker; insteadOf applies to pushes too.
@@ -173,7 +192,10 @@ mod tests {
             None,
             &origins(&["https://bitbucket.org", "http://127.0.0.1:8080"]),
             "x",
-            ChildOptions { rewrite_ssh: true },
+            ChildOptions {
+                rewrite_ssh: true,
+                no_redirects: false,
+            },
         )
         .expect("entries");
         let pairs: Vec<(String, String)> = vars
@@ -223,15 +245,68 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_git_config_count_is_an_error() {
-        let err = git_config_entries(
-            Some(std::ffi::OsStr::new("two")),
-            &[],
+    fn a_broken_or_huge_git_config_count_is_an_error() {
+        // The last two wrapped the index arithmetic in a release build: the
+        // reset of the agent's helpers was lost.
+        for count in [
+            "two",
+            "-1",
+            "10001",
+            "18446744073709551614",
+            "18446744073709551615",
+        ] {
+            let err = git_config_entries(
+                Some(std::ffi::OsStr::new(count)),
+                &origins(&["https://bitbucket.org"]),
+                "x",
+                ChildOptions::default(),
+            )
+            .expect_err(count);
+            assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
+        }
+        let at_bound = git_config_entries(
+            Some(std::ffi::OsStr::new("10000")),
+            &origins(&["https://bitbucket.org"]),
             "x",
             ChildOptions::default(),
         )
-        .expect_err("bad count");
-        assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
+        .expect("the bound itself");
+        assert!(
+            at_bound
+                .iter()
+                .any(|(k, v)| k == "GIT_CONFIG_KEY_10000" && v.ends_with(".helper"))
+        );
+    }
+
+    #[test]
+    fn an_allow_list_turns_redirects_off_for_each_allowed_origin() {
+        let get = |no_redirects| {
+            git_config_entries(
+                None,
+                &origins(&["https://bitbucket.org", "http://127.0.0.1:8080"]),
+                "x",
+                ChildOptions {
+                    rewrite_ssh: false,
+                    no_redirects,
+                },
+            )
+            .expect("entries")
+        };
+        let on = get(true);
+        for origin in ["https://bitbucket.org", "http://127.0.0.1:8080"] {
+            let key = format!("http.{origin}/.followRedirects");
+            let index = on
+                .iter()
+                .find(|(_, v)| *v == key)
+                .map(|(k, _)| k.trim_start_matches("GIT_CONFIG_KEY_").to_owned())
+                .expect("key");
+            assert!(on.contains(&(format!("GIT_CONFIG_VALUE_{index}"), "false".into())));
+        }
+        assert!(
+            !get(false)
+                .iter()
+                .any(|(_, v)| v.contains("followRedirects"))
+        );
     }
 
     #[test]

@@ -118,8 +118,8 @@ pub fn revoke() -> Result<(), ClientError> {
     }
 }
 
-/// What an askpass prompt asks for: `Username for 'https://host/path': ` or
-/// `Password for 'https://user@host/path': ` (user and host percent-encoded).
+/// What an askpass prompt asks for: `Username for 'https://host': ` or
+/// `Password for 'https://user@host/path': `.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Prompt {
     pub want: Want,
@@ -129,41 +129,85 @@ pub struct Prompt {
     pub username: Option<String>,
 }
 
-pub fn parse_prompt(prompt: &str) -> Option<Prompt> {
-    let want = if prompt.starts_with("Username") {
-        Want::Username
-    } else if prompt.starts_with("Password") {
-        Want::Password
+/// Why a prompt gets no answer.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    #[error("not a git credential prompt")]
+    NotGit,
+    /// git's prompt, but one that could be read as naming another host or
+    /// repository than the one git will send the answer to.
+    #[error("git's prompt names {0}; refused, as it could name another host than git's")]
+    Unsafe(&'static str),
+}
+
+/// Reads git's prompt the way git wrote it. git prints `<what> for
+/// '<protocol>://[<user>@]<host>[/<path>]': ` (`credential_describe`, or
+/// with `credential.sanitizePrompt` the same with user and path
+/// percent-encoded), where the user name and host are the ones git will
+/// authenticate to. A user name may hold anything on a git without the
+/// January 2025 prompt fix (`/`, `\`, `#`, `@` — the attack of
+/// `https://bitbucket.org%5Cacme%23@evil.example/`), so no URL parser is
+/// used: the authority ends at the first `/`, the host follows its last
+/// `@`, and the user name and path are accepted only when made of
+/// characters no git version escapes and no reader splits on (Bitbucket's
+/// names: ASCII letters, digits, `-`, `_`, `.`, `~`, `+` in a user name).
+/// The host goes through [`super::policy::parse_host`], as the helper's does.
+pub fn parse_prompt(prompt: &str) -> Result<Prompt, PromptError> {
+    let (want, rest) = if let Some(rest) = prompt.strip_prefix("Username for '") {
+        (Want::Username, rest)
+    } else if let Some(rest) = prompt.strip_prefix("Password for '") {
+        (Want::Password, rest)
     } else {
-        return None;
+        return Err(PromptError::NotGit);
     };
-    let start = prompt.find('\'')?;
-    let end = prompt.rfind('\'')?;
-    if end <= start {
-        return None;
+    let described = rest
+        .strip_suffix("': ")
+        .or_else(|| rest.strip_suffix("':"))
+        .ok_or(PromptError::NotGit)?;
+    let (protocol, rest) = described.split_once("://").ok_or(PromptError::NotGit)?;
+    if protocol != "https" && protocol != "http" {
+        return Err(PromptError::NotGit);
     }
-    let url = url::Url::parse(&prompt[start + 1..end]).ok()?;
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str()?),
-        None => url.host_str()?.to_owned(),
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, Some(path)),
+        None => (rest, None),
     };
-    let host = super::policy::normalise_host(url.scheme(), &host);
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
+    if path.is_some_and(|p| p.contains('@')) {
+        // A user name holding `/` would put its `@` here.
+        return Err(PromptError::Unsafe("a `/` before its `@`"));
+    }
+    let (username, host) = match authority.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, authority),
     };
-    let path = Some(url.path().trim_start_matches('/').to_owned()).filter(|p| !p.is_empty());
-    let username = Some(url.username())
-        .filter(|u| !u.is_empty())
-        .and_then(decode);
-    Some(Prompt {
+    let user_char =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+');
+    if let Some(user) = username
+        && (user.is_empty() || !user.bytes().all(user_char))
+    {
+        return Err(PromptError::Unsafe(
+            "a user name with characters that could move the host (`@ / \\ ? # :`, an escape)",
+        ));
+    }
+    let path_char = |b: u8| (user_char(b) && b != b'+') || b == b'/';
+    if let Some(path) = path
+        && !path.bytes().all(path_char)
+    {
+        return Err(PromptError::Unsafe(
+            "a path with a query, fragment, escape or other character outside a repository name",
+        ));
+    }
+    if host.is_empty() {
+        return Err(PromptError::NotGit);
+    }
+    let host = super::policy::parse_host(protocol, host)
+        .ok_or(PromptError::Unsafe("a host not in canonical form"))?;
+    Ok(Prompt {
         want,
-        protocol: url.scheme().to_owned(),
+        protocol: protocol.to_owned(),
         host,
-        path: path.and_then(|p| decode(&p)),
-        username,
+        path: path.filter(|p| !p.is_empty()).map(str::to_owned),
+        username: username.map(str::to_owned),
     })
 }
 
@@ -176,9 +220,12 @@ pub fn is_askpass_call(args: &[OsString]) -> bool {
 /// `GIT_ASKPASS`: `argv = [path, prompt]`; prints the one answer on stdout.
 pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
     let prompt = args.get(1).and_then(|p| p.to_str()).unwrap_or_default();
-    let Some(parsed) = parse_prompt(prompt) else {
-        eprintln!("bbinject: askpass: not a git credential prompt; answering nothing");
-        return std::process::ExitCode::from(1);
+    let parsed = match parse_prompt(prompt) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("bbinject: askpass: {e}; answering nothing");
+            return std::process::ExitCode::from(1);
+        }
     };
     let answer = ask(|capability| Request {
         capability,
@@ -255,8 +302,10 @@ pub fn parse_helper_input(
     let (Some(protocol), Some(host)) = (field("protocol"), field("host")) else {
         return Ok(None);
     };
+    let host = super::policy::parse_host(&protocol, &host)
+        .ok_or(super::protocol::ProtocolError::BadValue("host"))?;
     Ok(Some(HelperQuery {
-        host: super::policy::normalise_host(&protocol, &host),
+        host,
         protocol,
         path: field("path"),
         username: field("username"),
@@ -281,8 +330,11 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
         Ok(Some(query)) => query,
         Ok(None) => return std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bbinject: credential helper: unreadable request from git: {e}");
-            return std::process::ExitCode::from(1);
+            eprintln!("bbinject: credential helper: refused an unreadable request from git: {e}");
+            // Stop git here rather than let another helper or a prompt answer.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
+            return std::process::ExitCode::SUCCESS;
         }
     };
     let shown = origin(&query.protocol, &query.host, query.path.as_deref());
@@ -370,7 +422,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prompts_from_git_are_parsed_and_decoded() {
+    fn prompts_from_git_are_parsed() {
         let cases = [
             (
                 "Username for 'https://bitbucket.org': ",
@@ -389,16 +441,24 @@ mod tests {
                 Some("x-token-auth"),
             ),
             (
-                "Password for 'http://jdoe%40example.com@127.0.0.1:8080/a/b.git': ",
+                "Password for 'http://jdoe@127.0.0.1:8080/a/b.git': ",
                 Want::Password,
                 "http",
                 "127.0.0.1:8080",
                 Some("a/b.git"),
-                Some("jdoe@example.com"),
+                Some("jdoe"),
+            ),
+            (
+                "Password for 'https://x-token-auth@BitBucket.org:443': ",
+                Want::Password,
+                "https",
+                "bitbucket.org",
+                None,
+                Some("x-token-auth"),
             ),
         ];
         for (prompt, want, protocol, host, path, user) in cases {
-            let p = parse_prompt(prompt).unwrap_or_else(|| panic!("{prompt}"));
+            let p = parse_prompt(prompt).unwrap_or_else(|e| panic!("{prompt}: {e}"));
             assert_eq!(p.want, want, "{prompt}");
             assert_eq!(
                 (p.protocol.as_str(), p.host.as_str()),
@@ -410,6 +470,38 @@ mod tests {
         }
     }
 
+    /// What git 2.39 and 2.47 print, with and without
+    /// `credential.sanitizePrompt`, for URLs whose user name is built to make a
+    /// URL parser see another host than the one git authenticates to (seen
+    /// with both gits on this machine; see the exec tests for the live runs).
+    #[test]
+    fn prompts_that_could_name_another_host_are_refused() {
+        for prompt in [
+            // http://bitbucket.org%5Cacme%5Capp.git%23@evil.example/x.git
+            "Password for 'http://bitbucket.org\\acme\\app.git#@evil.example': ",
+            "Password for 'http://bitbucket.org%5Cacme%5Capp.git%23@evil.example': ",
+            "Password for 'https://bitbucket.org\\acme\\app.git#@evil.example/x.git': ",
+            // http://a%2Fb%40c@evil.example/
+            "Password for 'http://a/b@c@evil.example': ",
+            "Password for 'http://a%2Fb%40c@evil.example': ",
+            "Password for 'https://bitbucket.org?@evil.example': ",
+            "Password for 'https://bitbucket.org:443@evil.example': ",
+            "Password for 'https://u@bitbucket.org@evil.example': ",
+            "Password for 'https://x-token-auth@127.1:8080': ",
+            "Password for 'https://x-token-auth@ｂitbucket.org': ",
+            "Password for 'https://x-token-auth@bitbucket.org/evil/x.git?/../../acme/app.git': ",
+            "Password for 'https://x-token-auth@bitbucket.org/evil/x%20y.git': ",
+            "Password for 'https://x-token-auth@bitbucket.org/acme/app.git#x': ",
+            "Password for 'https://@bitbucket.org': ",
+        ] {
+            assert!(
+                matches!(parse_prompt(prompt), Err(PromptError::Unsafe(_))),
+                "{prompt:?} → {:?}",
+                parse_prompt(prompt)
+            );
+        }
+    }
+
     #[test]
     fn anything_else_is_not_a_prompt() {
         for prompt in [
@@ -418,8 +510,11 @@ mod tests {
             "Enter passphrase for key '/root/.ssh/id': ",
             "Password for '': ",
             "Username for 'not a url': ",
+            "Password for 'cert:///etc/key.p12': ",
+            "Password for 'ftp://bitbucket.org': ",
+            "Password for 'https://bitbucket.org'",
         ] {
-            assert_eq!(parse_prompt(prompt), None, "{prompt:?}");
+            assert_eq!(parse_prompt(prompt), Err(PromptError::NotGit), "{prompt:?}");
         }
     }
 

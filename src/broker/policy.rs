@@ -9,7 +9,7 @@
 //! names a value, only hosts, paths and usernames.
 
 use crate::bitbucket::{Endpoint, EndpointError};
-use crate::credential::{RepoPattern, RepoRef, Scope, normalised_repository};
+use crate::credential::{RepoPattern, RepoRef, Scope, UnsafePath, normalised_repository};
 
 /// Why the broker gives no credential: one line for the person reading the
 /// build log, sent to the front door as the answer's reason.
@@ -60,6 +60,13 @@ pub enum Refusal {
          for a named one (keep credential.useHttpPath on, or put the path in the URL)"
     )]
     NoRepositoryWithAllowList,
+    #[error("{0}")]
+    UnsafePath(UnsafePath),
+    #[error(
+        "the host {0} is not in the form git and curl agree on (a lower-case name, a dotted \
+         IPv4 address or a bracketed IPv6 address, and an optional port)"
+    )]
+    UnsafeHost(String),
 }
 
 impl Refusal {
@@ -79,23 +86,89 @@ impl Refusal {
             Refusal::RepoNotAllowed(_) => "repository-not-allowed",
             Refusal::RepoNotAllowedForCredential { .. } => "repository-not-allowed-for-credential",
             Refusal::NoRepositoryWithAllowList => "no-repository-with-allow-list",
+            Refusal::UnsafePath(_) => "path-not-canonical",
+            Refusal::UnsafeHost(_) => "host-not-canonical",
         }
     }
 }
 
-/// `Ok` if `path` names a repository `allow` covers (or there is no list).
-pub fn check_allowed(allow: &[RepoPattern], path: Option<&str>) -> Result<(), Refusal> {
+/// The repository a request names, read once from its path: the value the
+/// broker routes by, checks against every allow-list and writes to the audit
+/// log. A path that would need normalising is refused.
+pub fn request_repository(path: Option<&str>) -> Result<Option<RepoRef>, Refusal> {
+    let Some(path) = path else { return Ok(None) };
+    Ok(normalised_repository(path)
+        .map_err(Refusal::UnsafePath)?
+        .map(|(workspace, slug)| RepoRef { workspace, slug }))
+}
+
+/// `Ok` if `repo` is one `allow` covers (or there is no list).
+pub fn check_allowed(allow: &[RepoPattern], repo: Option<&RepoRef>) -> Result<(), Refusal> {
     if allow.is_empty() {
         return Ok(());
     }
-    let (workspace, slug) = path
-        .and_then(normalised_repository)
-        .ok_or(Refusal::NoRepositoryWithAllowList)?;
-    if allow.iter().any(|p| p.matches(&workspace, &slug)) {
+    let repo = repo.ok_or(Refusal::NoRepositoryWithAllowList)?;
+    if allow.iter().any(|p| p.matches(&repo.workspace, &repo.slug)) {
         Ok(())
     } else {
-        Err(Refusal::RepoNotAllowed(format!("{workspace}/{slug}")))
+        Err(Refusal::RepoNotAllowed(repo.to_string()))
     }
+}
+
+/// The one host parser of both front doors (git's helper field and the host
+/// of an askpass prompt): `host` exactly as git wrote it, accepted only in
+/// the form git, curl and the allow-list all read the same way — ASCII
+/// letters, digits, `-`, `_` and `.` in non-empty labels (no trailing dot,
+/// no IDN to map), a canonical dotted IPv4 address when the last label is
+/// numeric (no `127.1`, `0x7f.1` or `2130706433` shorthand), or a bracketed
+/// IPv6 address; then an optional port of 1–65535 without leading zeros.
+/// Returns the host normalised by [`normalise_host`]; `None` otherwise.
+pub fn parse_host(scheme: &str, host: &str) -> Option<String> {
+    if host.is_empty() || host.len() > 262 {
+        return None;
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (literal, after) = rest.split_once(']')?;
+        literal.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (None, port)
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(port) = port {
+        let canonical = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+        if canonical.to_string() != port {
+            return None;
+        }
+    }
+    if let Some(name) = name {
+        let labels: Vec<&str> = name.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.len() > 253 || !labels.iter().all(label_ok) {
+            return None;
+        }
+        let last = labels.last()?;
+        let numeric =
+            last.bytes().all(|b| b.is_ascii_digit()) || last.to_ascii_lowercase().starts_with("0x");
+        if numeric {
+            let ip = name.parse::<std::net::Ipv4Addr>().ok()?;
+            if ip.to_string() != name {
+                return None;
+            }
+        }
+    }
+    Some(normalise_host(scheme, host))
 }
 
 /// The one host normaliser, for the broker, the helper, askpass and scrub:
@@ -210,22 +283,13 @@ impl AllowList {
     }
 }
 
-/// The repository a credential request's path names (`acme/app.git`).
-pub fn repository_of(path: Option<&str>) -> Option<RepoRef> {
-    let path = path?.trim_start_matches('/');
-    let mut parts = path.splitn(3, '/');
-    let workspace = parts.next()?;
-    let slug = parts.next()?;
-    RepoRef::parse(&format!("{workspace}/{slug}")).ok()
-}
-
-/// The entry for a request's path among `scopes` lists: routed by repository
-/// when the path names one, otherwise an entry without `match:` (the only
-/// credential of an environment-variable run).
-pub fn credential_for(scopes: &[&[Scope]], path: Option<&str>) -> Result<usize, Refusal> {
-    if let Some(repo) = repository_of(path) {
-        return crate::credential::route(scopes.iter().copied(), &repo)
-            .ok_or(Refusal::NoCredentialFor(repo));
+/// The entry among `scopes` lists for a request's repository: routed by
+/// repository when it names one, otherwise an entry without `match:` (the
+/// only credential of an environment-variable run).
+pub fn credential_for(scopes: &[&[Scope]], repo: Option<&RepoRef>) -> Result<usize, Refusal> {
+    if let Some(repo) = repo {
+        return crate::credential::route(scopes.iter().copied(), repo)
+            .ok_or_else(|| Refusal::NoCredentialFor(repo.clone()));
     }
     scopes
         .iter()
@@ -265,10 +329,63 @@ mod tests {
             "Password for 'https://x-token-auth@BitBucket.org:443/a/b.git': ",
         )
         .expect("prompt");
+        // The helper refuses what the prompt parser refuses.
+        for host in ["127.1", "bitbucket.org.", "ｂitbucket.org"] {
+            let input = format!("protocol=https\nhost={host}\n\n");
+            assert!(
+                crate::broker::client::parse_helper_input(input.as_bytes()).is_err(),
+                "{host}"
+            );
+        }
         assert_eq!(
             (helper.host.as_str(), prompt.host.as_str()),
             ("bitbucket.org", "bitbucket.org")
         );
+    }
+
+    #[test]
+    fn hosts_are_accepted_only_in_the_form_everyone_reads_alike() {
+        for (host, expected) in [
+            ("bitbucket.org", Some("bitbucket.org")),
+            ("BitBucket.ORG:443", Some("bitbucket.org")),
+            ("127.0.0.1:8080", Some("127.0.0.1:8080")),
+            ("[::1]:7990", Some("[::1]:7990")),
+            ("[::ffff:127.0.0.1]", Some("[::ffff:127.0.0.1]")),
+            ("git_server.internal", Some("git_server.internal")),
+            ("1password.com", Some("1password.com")),
+        ] {
+            assert_eq!(parse_host("https", host).as_deref(), expected, "{host}");
+        }
+        for host in [
+            "",
+            "bitbucket.org.",
+            ".bitbucket.org",
+            "bitbucket..org",
+            "127.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "127.0.0.01",
+            "example.0x7f",
+            "ｂitbucket.org",
+            "bitbücket.org",
+            "bitbucket.org\\acme",
+            "bitbucket.org#x",
+            "bitbucket.org/x",
+            "user@bitbucket.org",
+            "bitbucket.org:",
+            "bitbucket.org:0",
+            "bitbucket.org:0443",
+            "bitbucket.org:65536",
+            "bitbucket.org:443:443",
+            "[::1",
+            "[::1]x",
+            "[fe80::1%25eth0]",
+            "[::1]:",
+            "bitbucket org",
+            "bitbucket.org\u{1b}[2K",
+        ] {
+            assert_eq!(parse_host("https", host), None, "{host:?}");
+        }
     }
 
     #[test]
@@ -330,10 +447,18 @@ mod tests {
 
     #[test]
     fn paths_name_repositories() {
-        let repo = |p| repository_of(Some(p)).map(|r| r.to_string());
+        let repo = |p| {
+            request_repository(Some(p))
+                .expect("canonical")
+                .map(|r| r.to_string())
+        };
         assert_eq!(repo("acme/app.git"), Some("acme/app".into()));
         assert_eq!(repo("/acme/app.git/info/refs"), Some("acme/app".into()));
         assert_eq!(repo("acme"), None);
-        assert_eq!(repository_of(None), None);
+        assert_eq!(request_repository(None), Ok(None));
+        assert!(matches!(
+            request_repository(Some("evil/x.git/info/refs?/../../../../acme/app.git")),
+            Err(Refusal::UnsafePath(_))
+        ));
     }
 }

@@ -18,8 +18,8 @@ use super::protocol::{Answer, MAX_MESSAGE_BYTES, Request, Want};
 use super::renew::{Live, MintSettings, RenewalSpec, SecretSpec};
 use super::transport::{self, Connection, Endpoint, Listener, User};
 use crate::bitbucket::Bearer;
-use crate::credential::RepoPattern;
 use crate::credential::{CredentialSet, RestAuth, Scope};
+use crate::credential::{RepoPattern, RepoRef};
 use crate::secret::Secret;
 
 /// How long a front door may take to send its request.
@@ -109,9 +109,9 @@ impl Vault {
         Self { entries }
     }
 
-    fn route(&self, path: Option<&str>) -> Result<usize, Refusal> {
+    fn route(&self, repo: Option<&RepoRef>) -> Result<usize, Refusal> {
         let scopes: Vec<&[Scope]> = self.entries.iter().map(|e| e.scopes.as_slice()).collect();
-        policy::credential_for(&scopes, path)
+        policy::credential_for(&scopes, repo)
     }
 }
 
@@ -270,16 +270,17 @@ async fn handle(mut stream: Connection, state: Arc<State>) {
             return;
         }
     };
-    let (answer, entry, refusal) = evaluate(&state, &request).await;
-    let entry = entry.map(|i| &state.vault.entries[i]);
+    let (answer, routed, refusal) = evaluate(&state, &request).await;
+    let entry = routed.entry.map(|i| &state.vault.entries[i]);
     if let Ok(mut tally) = state.tally.lock() {
-        tally.count(&request, refusal.as_ref());
+        tally.count(&request, routed.repository.as_ref(), refusal.as_ref());
     }
     if let Some(audit) = &state.audit {
         audit.record(&super::audit::Decision {
             request: &request,
             granted: matches!(answer, Answer::Granted { .. } | Answer::Revoked),
             refusal: refusal.as_ref(),
+            repository: routed.repository.as_ref(),
             credential: entry.map(|e| (e.name.as_str(), e.fingerprint.as_str())),
             // Looked up (/proc, process snapshot) only when there is a log.
             peer: &super::audit::Peer::of(&peer),
@@ -310,10 +311,18 @@ async fn handle(mut stream: Connection, state: Arc<State>) {
     }
 }
 
-/// The answer to `request`, the vault entry it concerns (when routed), and the
-/// refusal behind a refused answer.
-async fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, Option<Refusal>) {
-    let mut routed = None;
+/// What a request was found to concern, as far as the decision got: the
+/// repository its path names (read once) and the vault entry it was routed to.
+#[derive(Default)]
+struct Routed {
+    repository: Option<RepoRef>,
+    entry: Option<usize>,
+}
+
+/// The answer to `request`, what it concerns, and the refusal behind a
+/// refused answer.
+async fn evaluate(state: &State, request: &Request) -> (Answer, Routed, Option<Refusal>) {
+    let mut routed = Routed::default();
     match decide(state, request, &mut routed).await {
         Ok(answer) => (answer, routed, None),
         Err(refusal) => (
@@ -326,11 +335,7 @@ async fn evaluate(state: &State, request: &Request) -> (Answer, Option<usize>, O
     }
 }
 
-async fn decide(
-    state: &State,
-    request: &Request,
-    routed: &mut Option<usize>,
-) -> Result<Answer, Refusal> {
+async fn decide(state: &State, request: &Request, routed: &mut Routed) -> Result<Answer, Refusal> {
     let refuse = |refusal: Refusal| Err(refusal);
     if !state
         .capability
@@ -346,19 +351,20 @@ async fn decide(
         return Ok(Answer::Revoked);
     }
     state.limits.allow.check(&request.protocol, &request.host)?;
-    policy::check_allowed(&state.limits.allow_repos, request.path.as_deref())?;
-    let index = state.vault.route(request.path.as_deref())?;
-    *routed = Some(index);
+    // Read once: the same value is routed, checked and audited.
+    routed.repository = policy::request_repository(request.path.as_deref())?;
+    let repo = routed.repository.as_ref();
+    policy::check_allowed(&state.limits.allow_repos, repo)?;
+    let index = state.vault.route(repo)?;
+    routed.entry = Some(index);
     let entry = &state.vault.entries[index];
-    policy::check_allowed(&entry.allow, request.path.as_deref()).map_err(
-        |refusal| match refusal {
-            Refusal::RepoNotAllowed(repo) => Refusal::RepoNotAllowedForCredential {
-                repo,
-                credential: entry.name.clone(),
-            },
-            other => other,
+    policy::check_allowed(&entry.allow, repo).map_err(|refusal| match refusal {
+        Refusal::RepoNotAllowed(repo) => Refusal::RepoNotAllowedForCredential {
+            repo,
+            credential: entry.name.clone(),
         },
-    )?;
+        other => other,
+    })?;
     let username = entry.git_username.as_str();
     let live = &state.live[index];
     if request.want == Want::Erase {
@@ -373,9 +379,10 @@ async fn decide(
     if let Some(asked) = &request.username
         && asked != username
     {
+        let asked = crate::secret::shown_user(asked);
         if !request.from_helper {
             return refuse(Refusal::Username {
-                asked: asked.clone(),
+                asked,
                 expected: username.to_owned(),
             });
         }

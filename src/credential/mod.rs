@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use build::{APP_PASSWORD_HINT, SECRET_VARIABLES, reread_secret};
 pub use config::{ConfigDefaults, ConfigError};
-pub use repo::{RepoPattern, RepoRef, RepoRefError, normalised_repository};
+pub use repo::{RepoPattern, RepoRef, RepoRefError, UnsafePath, normalised_repository};
 pub use source::{Environment, ProcessEnvironment, SourceError};
 
 use crate::secret::Secret;
@@ -418,6 +418,11 @@ impl CredentialSet {
             self.entries.iter().map(|(scopes, _)| scopes.as_slice()),
             repo,
         )
+    }
+
+    /// Whether any credential limits the repositories it serves (`allow:`).
+    pub fn limits_repositories(&self) -> bool {
+        self.entries.iter().any(|(_, c)| !c.allow.is_empty())
     }
 
     /// Takes the set apart, for the broker's vault.

@@ -130,25 +130,60 @@ impl std::fmt::Display for RepoPattern {
     }
 }
 
-/// The `(workspace, slug)` a request path names, the way the server resolves
-/// it: percent-decoded, `.` and `..` segments resolved, empty segments and a
-/// trailing `.git` dropped, lower case. `None` when it names no repository.
-pub fn normalised_repository(path: &str) -> Option<(String, String)> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
+/// Why a request path is refused rather than read: it would need normalising,
+/// and whatever bbinject made of it, curl and the server could make another
+/// repository of it (a query or fragment, a backslash, an escape, a dot or
+/// empty segment, a byte outside printable ASCII).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the request path holds {0}; it is refused, never normalised into another repository")]
+pub struct UnsafePath(pub &'static str);
+
+/// The `(workspace, slug)` a request path names, read strictly: the path is
+/// taken exactly as git sent it, and one that would need normalising (see
+/// [`UnsafePath`]) is refused. `Ok(None)` when it names no repository (fewer
+/// than two segments, or segments Bitbucket would not accept as names). The
+/// result is lower case, without a trailing `.git`: the one value the broker
+/// routes, checks and audits.
+pub fn normalised_repository(path: &str) -> Result<Option<(String, String)>, UnsafePath> {
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(UnsafePath(if c.is_control() {
+            "a control character"
+        } else if c == ' ' {
+            "a space"
+        } else {
+            "a character outside ASCII"
+        }));
+    }
+    for (c, what) in [
+        ('?', "a query (`?`)"),
+        ('#', "a fragment (`#`)"),
+        ('\\', "a backslash"),
+        ('%', "a percent-escape"),
+    ] {
+        if path.contains(c) {
+            return Err(UnsafePath(what));
         }
     }
-    let workspace = segments.first()?.to_ascii_lowercase();
-    let slug = segments.get(1)?.to_ascii_lowercase();
+    let trimmed = path.trim_start_matches('/');
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    for segment in &segments {
+        match *segment {
+            "" => return Err(UnsafePath("an empty segment (`//`)")),
+            "." | ".." => return Err(UnsafePath("a dot segment (`.` or `..`)")),
+            _ => {}
+        }
+    }
+    let [workspace, slug, ..] = segments[..] else {
+        return Ok(None);
+    };
+    let workspace = workspace.to_ascii_lowercase();
+    let slug = slug.to_ascii_lowercase();
     let slug = slug.strip_suffix(".git").unwrap_or(&slug).to_owned();
-    (is_name(&workspace) && is_name(&slug)).then_some((workspace, slug))
+    Ok((is_name(&workspace) && is_name(&slug)).then_some((workspace, slug)))
 }
 
 #[cfg(test)]
@@ -156,29 +191,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_paths_are_normalised_as_bitbucket_resolves_them() {
-        let app = Some(("acme".to_owned(), "app".to_owned()));
+    fn request_paths_are_read_exactly_or_refused() {
+        let app = Ok(Some(("acme".to_owned(), "app".to_owned())));
         for (path, expected) in [
             ("acme/app.git", app.clone()),
             ("ACME/App.git", app.clone()),
             ("acme/app", app.clone()),
             ("acme/app.git/", app.clone()),
-            ("/acme//app.git/info/refs", app.clone()),
-            ("acme%2Fapp.git", app.clone()),
-            ("acme/lib/../app.git", app.clone()),
-            (
-                "acme/app/../other",
-                Some(("acme".to_owned(), "other".to_owned())),
-            ),
-            (
-                "acme/app/../../evil/x",
-                Some(("evil".to_owned(), "x".to_owned())),
-            ),
-            ("acme", None),
-            ("", None),
-            ("acme/a b", None),
+            ("/acme/app.git/info/refs", app.clone()),
+            ("acme", Ok(None)),
+            ("", Ok(None)),
+            ("/", Ok(None)),
+            ("acme/a~b", Ok(None)),
         ] {
             assert_eq!(normalised_repository(path), expected, "{path:?}");
+        }
+        // Each would name one repository to us and perhaps another to curl
+        // or the server: refused, never resolved.
+        for path in [
+            "evil/x.git/info/refs?/../../../../acme/app.git",
+            "evil/x.git#/../../acme/app.git",
+            "partner/lib/../../acme/app.git",
+            "acme/app.git/../../evil/x.git",
+            "acme/lib/../app.git",
+            "acme/./app.git",
+            "/acme//app.git",
+            "acme%2Fapp.git",
+            "acme/%61pp.git",
+            "acme\\app.git",
+            "acme/a b",
+            "acme/app\u{1b}[2K.git",
+            "acme/app\n.git",
+            "acme/äpp.git",
+        ] {
+            assert!(
+                normalised_repository(path).is_err(),
+                "{path:?} was read as {:?}",
+                normalised_repository(path)
+            );
         }
     }
 

@@ -74,17 +74,18 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         patterns: known_patterns,
     } = settings::prepare(&args.probe, &args.repos, &args.hosts, env)?;
     let exe = child_env::current_exe().map_err(Error::BrokerSetup)?;
+    let allow_repos =
+        settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
     let git_config = child_env::git_config_entries(
         env.var_os("GIT_CONFIG_COUNT").as_deref(),
         allow.origins(),
         &child_env::helper_command(&exe),
         child_env::ChildOptions {
             rewrite_ssh: args.broker.rewrite_ssh || set.defaults.rewrite_ssh,
+            no_redirects: !allow_repos.is_empty() || set.limits_repositories(),
         },
     )?;
     let child_defaults = child_env::defaults_for_child(env);
-    let allow_repos =
-        settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());

@@ -13,6 +13,7 @@ mod check;
 mod ci_examples;
 mod exec;
 mod export;
+mod hostile;
 mod least_privilege;
 mod long_builds;
 mod messages;

@@ -73,6 +73,9 @@ struct Config {
     /// The Git LFS batch API: `Some(status)` serves it, answering anonymous
     /// requests with `status` (Bitbucket answers 403; most servers 401).
     lfs_anonymous: Option<u16>,
+    /// Requests whose path starts with `.0` are answered `301` to `.1` followed
+    /// by the rest of the path and the query; only authenticated ones when `.2`.
+    redirects: Vec<(String, String, bool)>,
 }
 
 pub struct GitServerBuilder {
@@ -111,6 +114,24 @@ impl GitServerBuilder {
     }
 
     /// Which git's `http-backend` serves (default: the first `git` on PATH).
+    /// Answers every request under `prefix` (a path, `/acme/app.git`) with a
+    /// `301` to `target` followed by the rest of the path and the query.
+    pub fn redirect(mut self, prefix: &str, target: &str) -> Self {
+        self.config
+            .redirects
+            .push((prefix.into(), target.into(), false));
+        self
+    }
+
+    /// As [`Self::redirect`], but only requests that carry valid credentials:
+    /// the authenticated retry is the one sent elsewhere.
+    pub fn redirect_authenticated(mut self, prefix: &str, target: &str) -> Self {
+        self.config
+            .redirects
+            .push((prefix.into(), target.into(), true));
+        self
+    }
+
     pub fn git(mut self, git: &Path) -> Self {
         self.config.git = git.to_path_buf();
         self
@@ -264,6 +285,22 @@ async fn handle(
         }
         None => None,
     };
+    for (prefix, target, authenticated) in &config.redirects {
+        if let Some(rest) = path.strip_prefix(prefix.as_str())
+            && (user.is_some() || !authenticated)
+        {
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
+            let mut response = text(StatusCode::MOVED_PERMANENTLY, "moved");
+            if let Ok(location) = format!("{target}{rest}{query}").parse() {
+                response.headers_mut().insert("location", location);
+            }
+            return Ok(response);
+        }
+    }
     if let Some(anonymous) = config.lfs_anonymous
         && path.contains("/info/lfs/")
     {

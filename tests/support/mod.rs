@@ -20,6 +20,9 @@ use base64::Engine as _;
 pub const FAKE_API_TOKEN: &str = "ATATT3xFAKE-api-token-0000000000000000";
 pub const FAKE_ACCESS_TOKEN: &str = "ATCTT3xFAKE-access-token-000000000000";
 pub const FAKE_APP_PASSWORD: &str = "ATBBFAKEapppassword000000000000";
+/// A fake access token of the real length (192 characters, the alphabet of
+/// real ones): some leaks show only at this length (base64 wraps, headers fold).
+pub const LONG_ACCESS_TOKEN: &str = "ATCTT3xFAKElKCn2wtQYi4Bc6DNK_1C3tHaEvWbuvkoK8W95UXWpZOKM2EjjqNvkn6bhTNP_eqSMxV5EH1yCUcBcH4LsCw-YEJh7Z6lbLNVegM1VB4r1V0Iel20mGkNDRq3fVKrOe85iArwDSzaDW52K1j9WmhLcH_wC60lo0smjrUxF19gjLxb=FAKE0192";
 
 pub struct Run {
     pub status: Option<i32>,

