@@ -62,7 +62,7 @@ pub async fn exchange(
 
 /// The bearer token in a token endpoint reply, with its lifetime
 /// (`expires_in`); the reply body is wiped.
-pub fn take_access_token(reply: &mut Reply) -> Option<super::oauth::Bearer> {
+pub fn take_access_token(reply: &mut Reply) -> Result<super::oauth::Bearer, TokenReplyProblem> {
     #[derive(Deserialize)]
     struct TokenReply {
         access_token: String,
@@ -70,12 +70,39 @@ pub fn take_access_token(reply: &mut Reply) -> Option<super::oauth::Bearer> {
     }
     let parsed = serde_json::from_slice::<TokenReply>(&reply.body).ok();
     zeroize::Zeroize::zeroize(&mut reply.body);
-    let parsed = parsed.filter(|t| !t.access_token.is_empty())?;
-    Some(super::oauth::Bearer {
-        token: Secret::new(parsed.access_token),
+    let parsed = parsed
+        .filter(|t| !t.access_token.is_empty())
+        .ok_or(TokenReplyProblem::Missing)?;
+    // Validated like any other secret: a line break or NUL would be stored and
+    // break every later answer to git (and could inject a helper field).
+    let token = Secret::new(parsed.access_token);
+    if let Some(c) = token
+        .expose()
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(TokenReplyProblem::Unusable(if matches!(c, '\n' | '\r') {
+            "a line break"
+        } else if c.is_control() {
+            "a control character"
+        } else {
+            "whitespace"
+        }));
+    }
+    Ok(super::oauth::Bearer {
+        token,
         lifetime: parsed.expires_in.map(std::time::Duration::from_secs),
         minted_at: std::time::SystemTime::now(),
     })
+}
+
+/// Why a token endpoint's 200 gave no usable token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenReplyProblem {
+    /// No `access_token` (or an empty one).
+    Missing,
+    /// An `access_token` holding this (never shown itself).
+    Unusable(&'static str),
 }
 
 /// `{"error": "invalid_client", "error_description": "…"}` from the token endpoint.
@@ -228,6 +255,41 @@ mod tests {
         assert_eq!(
             oauth_error(&error).as_deref(),
             Some("invalid_grant: Unsupported grant type: None")
+        );
+    }
+
+    #[test]
+    fn a_minted_token_with_a_line_break_or_nul_is_refused_and_wiped() {
+        let token = "ATCTT3xFAKE".to_owned() + &"t".repeat(181);
+        for (injected, what) in [
+            (format!("{token}\\nquit=1"), "a line break"),
+            (format!("{token}\\r\\n"), "a line break"),
+            (format!("{token}\\u0000x"), "a control character"),
+            (format!("{token} x"), "whitespace"),
+        ] {
+            let mut reply = Reply {
+                status: 200,
+                headers: Default::default(),
+                body: format!(r#"{{"access_token": "{injected}", "expires_in": 7200}}"#)
+                    .into_bytes(),
+                attempts: 1,
+            };
+            assert_eq!(
+                take_access_token(&mut reply).err(),
+                Some(TokenReplyProblem::Unusable(what)),
+                "{injected:?}"
+            );
+            assert!(reply.body.iter().all(|b| *b == 0));
+        }
+        let mut empty = Reply {
+            status: 200,
+            headers: Default::default(),
+            body: br#"{"access_token": ""}"#.to_vec(),
+            attempts: 1,
+        };
+        assert_eq!(
+            take_access_token(&mut empty).err(),
+            Some(TokenReplyProblem::Missing)
         );
     }
 }

@@ -42,10 +42,19 @@ pub(super) fn not_verified(credential: &Credential, can_ask_rest: bool) -> Probl
 }
 
 /// The token endpoint answered 200 without a token.
-pub(super) fn no_access_token(url: &impl std::fmt::Display) -> Problem {
+pub(super) fn no_access_token(
+    url: &impl std::fmt::Display,
+    problem: super::api::TokenReplyProblem,
+) -> Problem {
+    let what = match problem {
+        super::api::TokenReplyProblem::Missing => "without an access_token".to_owned(),
+        super::api::TokenReplyProblem::Unusable(what) => {
+            format!("with an access_token holding {what} (refused; never stored or sent)")
+        }
+    };
     Problem::error(
         ProblemCode::UnexpectedResponse,
-        format!("{url} answered 200 without an access_token"),
+        format!("{url} answered 200 {what}"),
         "check --token-url; the default is https://bitbucket.org/site/oauth2/access_token",
     )
 }
@@ -667,7 +676,7 @@ mod tests {
             ),
             (
                 "token endpoint 200 without token",
-                no_access_token(&"https://t"),
+                no_access_token(&"https://t", super::super::api::TokenReplyProblem::Missing),
                 ProblemCode::UnexpectedResponse,
             ),
             (

@@ -41,6 +41,8 @@ pub enum MintError {
     Unreachable { host: String, reason: String },
     #[error("the token endpoint {host} answered without an access_token")]
     NoToken { host: String },
+    #[error("the token endpoint {host} answered with an access_token holding {what}; refused")]
+    BadToken { host: String, what: &'static str },
     #[error("cannot set up the HTTP client for the token endpoint: {0}")]
     Client(String),
 }
@@ -88,7 +90,10 @@ impl TokenMinter {
         .await;
         match reply {
             Ok(mut reply) if reply.status == 200 => {
-                api::take_access_token(&mut reply).ok_or(MintError::NoToken { host })
+                api::take_access_token(&mut reply).map_err(|problem| match problem {
+                    api::TokenReplyProblem::Missing => MintError::NoToken { host },
+                    api::TokenReplyProblem::Unusable(what) => MintError::BadToken { host, what },
+                })
             }
             Ok(reply) if matches!(reply.status, 400 | 401 | 403) => Err(MintError::Rejected {
                 host,

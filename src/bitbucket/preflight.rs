@@ -299,15 +299,18 @@ impl Preflight {
         let url = &self.endpoints.token;
         match api::exchange(&self.http, &self.client, url, client_id, client_secret).await {
             Ok(mut reply) if reply.status == 200 => {
-                probing.bearer = api::take_access_token(&mut reply);
+                let taken = api::take_access_token(&mut reply);
+                if let Err(problem) = taken {
+                    report.push(
+                        diagnosis::no_access_token(url, problem).for_credential(probing.name()),
+                    );
+                }
+                probing.bearer = taken.ok();
                 probing.summary.token_lifetime_secs = probing
                     .bearer
                     .as_ref()
                     .and_then(|b| b.lifetime)
                     .map(|l| l.as_secs());
-                if probing.bearer.is_none() {
-                    report.push(diagnosis::no_access_token(url).for_credential(probing.name()));
-                }
                 probing.bearer.is_some()
             }
             Ok(reply) if matches!(reply.status, 400 | 401 | 403) => {

@@ -62,6 +62,8 @@ pub enum Refusal {
     NoRepositoryWithAllowList,
     #[error("{0}")]
     UnsafePath(UnsafePath),
+    #[error("the command this broker served has exited; it answers no one any more")]
+    Ended,
     #[error(
         "the host {0} is not in the form git and curl agree on (a lower-case name, a dotted \
          IPv4 address or a bracketed IPv6 address, and an optional port)"
@@ -87,6 +89,7 @@ impl Refusal {
             Refusal::RepoNotAllowedForCredential { .. } => "repository-not-allowed-for-credential",
             Refusal::NoRepositoryWithAllowList => "no-repository-with-allow-list",
             Refusal::UnsafePath(_) => "path-not-canonical",
+            Refusal::Ended => "broker-ended",
             Refusal::UnsafeHost(_) => "host-not-canonical",
         }
     }

@@ -110,6 +110,20 @@ impl Live {
         }
     }
 
+    /// Whether this entry's secret comes from a file that may be rotated.
+    pub fn watches_a_file(&self) -> bool {
+        matches!(self.renewal, Renewal::File { .. })
+    }
+
+    /// Between requests: reads a rotated secret file, so its new value is
+    /// masked as soon as it exists (not only when git next asks).
+    pub async fn refresh_file(&self) {
+        if let Renewal::File { file, kind } = &self.renewal {
+            let mut state = self.state.lock().await;
+            self.reread_if_changed(&mut state, file, *kind);
+        }
+    }
+
     /// The secret to hand out now, renewed first if it must be.
     pub async fn serve(&self) -> Result<Served, RenewError> {
         let mut state = self.state.lock().await;

@@ -140,11 +140,20 @@ struct State {
     stop: tokio::sync::Notify,
     audit: Option<super::audit::AuditLog>,
     tally: std::sync::Mutex<super::audit::Tally>,
+    /// Set when the command it served has exited: every request is refused.
+    ended: std::sync::atomic::AtomicBool,
 }
+
+/// How often a secret file is looked at for a rotation between requests, so
+/// a new value is masked before the build can print it (not only when git
+/// next asks). One `stat` per file and interval.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A running broker; stops accepting when dropped.
 pub struct Broker {
     task: tokio::task::JoinHandle<()>,
+    /// Watches secret files for rotations (when any entry has one).
+    watcher: Option<tokio::task::JoinHandle<()>>,
     state: Arc<State>,
 }
 
@@ -176,6 +185,20 @@ impl Broker {
             stop: tokio::sync::Notify::new(),
             audit,
             tally: std::sync::Mutex::new(super::audit::Tally::default()),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        });
+        let watcher = state.live.iter().any(Live::watches_a_file).then(|| {
+            let watched = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(WATCH_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    for live in &watched.live {
+                        live.refresh_file().await;
+                    }
+                }
+            })
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -193,7 +216,22 @@ impl Broker {
                 tokio::spawn(async move { handle(stream, state).await });
             }
         });
-        Ok(Self { task, state })
+        Ok(Self {
+            task,
+            watcher,
+            state,
+        })
+    }
+
+    /// The command this broker served has exited: stop accepting, and refuse
+    /// whatever was already accepted (a process the command left behind gets
+    /// nothing, even while its output is still drained).
+    pub fn end(&self) {
+        self.state.ended.store(true, Ordering::SeqCst);
+        self.task.abort();
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
     }
 
     /// How many passwords were handed out.
@@ -226,6 +264,9 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
     }
 }
 
@@ -342,6 +383,9 @@ async fn decide(state: &State, request: &Request, routed: &mut Routed) -> Result
         .ct_eq(request.capability.expose().as_bytes())
     {
         return refuse(Refusal::Capability);
+    }
+    if state.ended.load(Ordering::SeqCst) {
+        return refuse(Refusal::Ended);
     }
     if request.want == Want::Revoke {
         if !state.limits.revocable {

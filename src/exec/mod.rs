@@ -202,6 +202,9 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     let status = platform::supervise(child, supervisor)
         .await
         .map_err(Error::BrokerSetup)?;
+    // The command is over: what it left behind gets no credential, even
+    // while its output is still drained.
+    broker.end();
     finish_pumps(pumps).await;
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
     tracing::info!("{}", broker.summary());

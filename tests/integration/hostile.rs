@@ -376,3 +376,111 @@ fn a_huge_git_config_count_is_refused_before_anything_runs() {
         assert!(!marker.exists(), "{count}: the command ran");
     }
 }
+
+/// Waits until `done` holds, polling every 20 ms, for at most `secs`.
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Collects a child's stream in the background, for a test to wait on.
+fn collect(from: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    std::thread::spawn(move || {
+        let mut from = from;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
+#[test]
+fn a_rotated_secret_file_is_masked_before_git_asks_for_it() {
+    let bb = Bb::new();
+    let old = LONG_ACCESS_TOKEN.to_owned();
+    let new = LONG_ACCESS_TOKEN.replace("FAKE", "NEWV");
+    let token = bb.file("token", format!("{old}\n").as_bytes(), 0o600);
+    let bb = bb
+        .env("BITBUCKET_ACCESS_TOKEN_FILE", token.display().to_string())
+        .env("RUST_LOG", "info");
+    let [ready, print] = ["ready", "print"].map(|m| bb.path(m).display().to_string());
+    // The build never runs git: it only prints the file once it changed.
+    let script = format!(
+        "touch {ready}; while [ ! -e {print} ]; do sleep 0.02; done; echo \"now=$(cat {token})\"",
+        token = token.display()
+    );
+    let mut child = bb
+        .command()
+        .args(["exec", "--no-preflight", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    wait_until("the child to start", 60, || Path::new(&ready).exists());
+    let next = bb.path("token.next");
+    std::fs::write(&next, format!("{new}\n")).expect("write");
+    std::fs::rename(&next, &token).expect("rename");
+    // The broker reads the rotated file by itself (no git request), then the
+    // build prints it.
+    wait_until("the broker to read the rotated file", 10, || {
+        String::from_utf8_lossy(&stderr.lock().expect("lock")).contains("serving its new value")
+    });
+    std::fs::write(&print, "").expect("print");
+    let status = child.wait().expect("wait");
+    wait_until("the output to end", 10, || {
+        String::from_utf8_lossy(&stdout.lock().expect("lock")).contains("now=")
+    });
+    let run = Run {
+        status: status.code(),
+        stdout: String::from_utf8_lossy(&stdout.lock().expect("lock")).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.lock().expect("lock")).into_owned(),
+    };
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(run.stdout.contains("now=****"), "{}", run.describe());
+    std::fs::remove_file(&token).expect("rm token");
+    assert_no_leak(&run, bb.dir.path(), &new, &[TOKEN_USER], &[]);
+}
+
+#[test]
+fn a_process_left_behind_gets_nothing_once_the_command_exited() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    let out = agent.bb.path("late.txt");
+    // The command exits at once; what it leaves behind holds its output open,
+    // waits until the command is gone (reaped by bbinject), then asks.
+    let script = format!(
+        "parent=$$; ( while kill -0 $parent 2>/dev/null; do sleep 0.02; done; \
+         printf 'protocol=http\\nhost=127.0.0.1:{port}\\npath=acme/app.git\\n\\n' | \
+         \"$GIT\" credential fill >{out} 2>&1; echo asked >>{out} ) & exit 0",
+        port = agent.server.port(),
+        out = out.display()
+    );
+    let run = agent.exec(&[], &script);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let late = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        late.contains("asked"),
+        "the late request ran: {late}\n{}",
+        run.describe()
+    );
+    assert!(
+        !late.contains("password="),
+        "a process left behind got a credential after the command exited:\n{late}"
+    );
+    agent.assert_nothing_reached_the_attacker(&run, "a late request");
+}
