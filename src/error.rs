@@ -139,6 +139,21 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> Exit {
     Exit::Usage
 }
 
+/// `text` with every control character written as an escape (`\u{1b}`), for
+/// printing a field that came from outside (a request path, a host): an
+/// escape sequence in it could otherwise rewrite earlier lines of a build log.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Prints an error line and, when there is one, its hint: the format every
 /// error of every command has (`bbinject: error: …` then `hint: …`).
 pub fn print_error(message: &str, hint: Option<&str>) {

@@ -24,16 +24,15 @@ pub enum AuditLog {
 }
 
 impl AuditLog {
-    /// `-` is stderr; anything else a file, appended to, created `0600`.
-    pub fn open(target: &Path) -> std::io::Result<Self> {
+    /// `-` is stderr; anything else a file, appended to: created `0600` when
+    /// new, and refused when it is a link, a FIFO or another special file,
+    /// another user's, or open to other users (`sys::open_private_append`).
+    /// The error is a clause naming why.
+    pub fn open(target: &Path) -> Result<Self, String> {
         if target == Path::new("-") {
             return Ok(AuditLog::Stderr);
         }
-        let file = crate::sys::create_with_mode(
-            std::fs::OpenOptions::new().append(true).create(true),
-            0o600,
-        )
-        .open(target)?;
+        let file = crate::sys::open_private_append(target)?;
         Ok(AuditLog::File(Mutex::new(file)))
     }
 
@@ -41,9 +40,27 @@ impl AuditLog {
     /// through the redaction of our own output first: a path or user name
     /// that holds a secret in play is masked, as in the build log.
     pub fn record(&self, decision: &Decision<'_>) {
-        let Ok(line) = serde_json::to_vec(&Record::from(decision)) else {
-            return;
+        if let Ok(line) = serde_json::to_vec(&Record::from(decision)) {
+            self.write(line);
+        }
+    }
+
+    /// Records a request that could not be read (`reason`: a kebab-case
+    /// code; `detail`: why, without any of the request's bytes).
+    pub fn record_unreadable(&self, peer: &Peer, reason: &'static str, detail: &str) {
+        let record = Unreadable {
+            time: rfc3339_now(),
+            decision: "refused",
+            reason,
+            detail: detail.to_owned(),
+            process: Process::from(peer),
         };
+        if let Ok(line) = serde_json::to_vec(&record) {
+            self.write(line);
+        }
+    }
+
+    fn write(&self, line: Vec<u8>) {
         let mut line = crate::redact::redact_own(&line).into_owned();
         line.push(b'\n');
         match self {
@@ -130,6 +147,13 @@ struct Record<'a> {
     credential: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<&'a str>,
+    #[serde(flatten)]
+    process: Process<'a>,
+}
+
+/// Which process asked, as a record shows it.
+#[derive(Serialize)]
+struct Process<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +167,37 @@ struct Record<'a> {
     parent_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_exe: Option<String>,
+}
+
+impl<'a> From<&'a Peer> for Process<'a> {
+    fn from(peer: &'a Peer) -> Self {
+        Process {
+            pid: peer.pid,
+            uid: match peer.user {
+                User::Uid(uid) => Some(uid),
+                User::Sid(_) => None,
+            },
+            sid: match &peer.user {
+                User::Sid(sid) => Some(sid),
+                User::Uid(_) => None,
+            },
+            exe: peer.exe.as_ref().map(|p| p.display().to_string()),
+            parent_pid: peer.parent_pid,
+            parent_exe: peer.parent_exe.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// A request that could not be read: refused (the connection closed) and
+/// recorded, with only what is known of it.
+#[derive(Serialize)]
+struct Unreadable<'a> {
+    time: String,
+    decision: &'static str,
+    reason: &'static str,
+    detail: String,
+    #[serde(flatten)]
+    process: Process<'a>,
 }
 
 impl<'a> From<&'a Decision<'a>> for Record<'a> {
@@ -172,18 +227,7 @@ impl<'a> From<&'a Decision<'a>> for Record<'a> {
             username: r.username.as_deref().map(crate::secret::shown_user),
             credential: d.credential.map(|(name, _)| name),
             fingerprint: d.credential.map(|(_, fp)| fp),
-            pid: d.peer.pid,
-            uid: match d.peer.user {
-                User::Uid(uid) => Some(uid),
-                User::Sid(_) => None,
-            },
-            sid: match &d.peer.user {
-                User::Sid(sid) => Some(sid),
-                User::Uid(_) => None,
-            },
-            exe: d.peer.exe.as_ref().map(|p| p.display().to_string()),
-            parent_pid: d.peer.parent_pid,
-            parent_exe: d.peer.parent_exe.as_ref().map(|p| p.display().to_string()),
+            process: Process::from(d.peer),
         }
     }
 }

@@ -258,6 +258,7 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Ok(Answer::Refused { reason }) => {
+            let reason = crate::error::printable(&reason);
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             std::process::ExitCode::from(1)
         }
@@ -272,11 +273,14 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
     }
 }
 
+/// The request as shown in a refusal line: every field escaped, since a path
+/// from git may hold an escape sequence (`\e[2K\e[1A`) meant for the log.
 fn origin(protocol: &str, host: &str, path: Option<&str>) -> String {
-    match path {
+    let shown = match path {
         Some(p) => format!("{protocol}://{host}/{p}"),
         None => format!("{protocol}://{host}"),
-    }
+    };
+    crate::error::printable(&shown)
 }
 
 /// What git tells the helper: the fields of a `get` or `erase` that matter.
@@ -357,7 +361,7 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             warning,
         }) => {
             if let Some(w) = warning {
-                eprintln!("bbinject: warning: {w}");
+                eprintln!("bbinject: warning: {}", crate::error::printable(&w));
             }
             // git ≥ 2.41 does not reuse a credential past its expiry; older
             // gits ignore the attribute.
@@ -375,6 +379,7 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Ok(Answer::Refused { reason }) => {
+            let reason = crate::error::printable(&reason);
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             // Tell git to stop here instead of trying other ways to get one.
             let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());

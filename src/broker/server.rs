@@ -300,14 +300,32 @@ async fn handle(mut stream: Connection, state: Arc<State>) {
         }
     })
     .await;
+    let unreadable = |reason: &'static str, detail: &str| {
+        if let Some(audit) = &state.audit {
+            audit.record_unreadable(&super::audit::Peer::of(&peer), reason, detail);
+        }
+    };
     if !matches!(read, Ok(Ok(()))) {
         tracing::debug!("front door sent no complete request; closing");
+        unreadable(
+            "incomplete-request",
+            "the front door sent no complete request in time",
+        );
+        return;
+    }
+    if raw.is_empty() {
+        // Connected and closed (a check that the broker is there): no request.
         return;
     }
     let request = match Request::decode(&raw) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "malformed broker request; closing");
+            let code = match e {
+                super::protocol::ProtocolError::TooLarge => "request-too-large",
+                _ => "malformed-request",
+            };
+            unreadable(code, &format!("malformed broker request: {e}"));
             return;
         }
     };

@@ -124,9 +124,9 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     }
 
     let audit = match &args.broker.audit_log {
-        Some(path) => Some(AuditLog::open(path).map_err(|e| Error::AuditLog {
+        Some(path) => Some(AuditLog::open(path).map_err(|reason| Error::AuditLog {
             path: path.display().to_string(),
-            reason: e.kind().to_string(),
+            reason,
         })?),
         None => None,
     };

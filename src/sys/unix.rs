@@ -32,6 +32,63 @@ pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Opens `path` to append to (an audit log): created `0600` and exclusively
+/// when new; an existing one must be a regular file of this user that no
+/// other user may read or write. No symbolic link is followed, and a FIFO is
+/// refused without blocking. The reason for a refusal is a clause
+/// (`it is a symbolic link`).
+pub fn open_private_append(path: &Path) -> Result<File, String> {
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let reason = |e: std::io::Error| match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+            "it is a symbolic link (never followed)".to_owned()
+        }
+        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => {
+            "it is a named pipe (FIFO), not a regular file".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(reason(e)),
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(reason)?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.file_type().is_file() {
+        return Err(format!("it is {}", special_file_kind(metadata.file_type())));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(format!(
+            "it belongs to another user (uid {}), who could read or forge its records",
+            metadata.uid()
+        ));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "other users may write to it (mode {mode:03o}); `chmod 600` it or remove it"
+        ));
+    }
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "other users may read it (mode {mode:03o}); `chmod 600` it or remove it"
+        ));
+    }
+    Ok(file)
+}
+
 /// Who besides its owner may read a file, by its mode: `other users`, or its
 /// group when that is not one of ours (a Kubernetes `fsGroup` with mode 0440
 /// is the group we run in, and fine); with the mode, e.g. `(mode 644)`.

@@ -20,6 +20,22 @@ pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Not known from the metadata on Windows (access is by ACL).
+/// Opens `path` to append to (an audit log), created when new; anything but
+/// a regular file (a directory, a link) is refused. Its ACL is inherited from
+/// its directory (the user's profile or the agent's work directory).
+pub fn open_private_append(path: &Path) -> Result<File, String> {
+    if let Ok(metadata) = std::fs::symlink_metadata(path)
+        && !metadata.file_type().is_file()
+    {
+        return Err("it is not a regular file".to_owned());
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| e.to_string())
+}
+
 pub fn readable_by_others(_metadata: &Metadata) -> Option<(&'static str, String)> {
     None
 }

@@ -484,3 +484,109 @@ fn a_process_left_behind_gets_nothing_once_the_command_exited() {
     );
     agent.assert_nothing_reached_the_attacker(&run, "a late request");
 }
+
+#[test]
+fn an_audit_log_that_others_could_read_or_redirect_is_refused_before_the_command() {
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+    let marker = bb.path("ran");
+    let exec = |log: &Path| {
+        let output = bb
+            .bounded(20)
+            .args(["exec", "--no-preflight", "--audit-log"])
+            .arg(log)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        Run::from(output)
+    };
+    // Another user pre-creates the path: as a link to a file they read, as a
+    // file anyone may read or write, as a FIFO (open would never return).
+    let target = bb.path("theirs.jsonl");
+    let link = bb.path("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let open = bb.file("open.jsonl", b"", 0o666);
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    let readable = bb.file("readable.jsonl", b"", 0o644);
+    std::fs::set_permissions(
+        &readable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
+    let fifo = bb.path("fifo.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let dir = bb.path("dir.jsonl");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for (log, says) in [
+        (&link, "symbolic link"),
+        (&open, "other users may write"),
+        (&readable, "other users may read"),
+        (&fifo, "named pipe"),
+        (&dir, "directory"),
+    ] {
+        let run = exec(log);
+        assert_eq!(run.code(), 2, "{}: {}", log.display(), run.describe());
+        assert!(
+            run.stderr.contains("--audit-log") && run.stderr.contains(says),
+            "{}: {}",
+            log.display(),
+            run.describe()
+        );
+        assert!(!marker.exists(), "{}: the command ran", log.display());
+    }
+    assert!(!target.exists(), "the link was followed");
+    // A new file is created 0600; an existing one of ours, 0600, is appended to.
+    let new = bb.path("new.jsonl");
+    for _ in 0..2 {
+        let run = exec(&new);
+        assert_eq!(run.code(), 0, "{}", run.describe());
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&new).expect("stat").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn unreadable_requests_are_audited_and_request_fields_are_printed_escaped() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    // A request over the broker's limit, straight to its socket.
+    let oversized = "python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX); \
+         s.connect(os.environ[\"BBINJECT_SOCKET\"]); s.sendall(b\"capability=x\\n\" + b\"x=\" + b\"y\" * 20000 + b\"\\n\\n\"); s.recv(10)'";
+    let run = agent.exec(&["--audit-log", "-"], oversized);
+    assert!(
+        run.stderr.contains("\"reason\":\"request-too-large\""),
+        "{}",
+        run.describe()
+    );
+    // A path with an escape sequence that would rewrite the previous log line.
+    let script = format!(
+        "printf 'protocol=http\\nhost=127.0.0.1:{}\\npath=evil/x\\033[2K\\033[1Aok granted.git\\n\\n' | \"$GIT\" credential fill",
+        agent.server.port()
+    );
+    let run = agent.exec(&["--allow-repo", "acme/app", "--audit-log", "-"], &script);
+    assert!(
+        run.stderr.contains("refused credential"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "a raw escape reached the log: {:?}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("\"reason\":\"path-not-canonical\""),
+        "{}",
+        run.describe()
+    );
+}
