@@ -45,6 +45,39 @@ impl EndpointError {
     }
 }
 
+/// A value as an error may echo it: whatever could be userinfo (everything
+/// between the scheme and the last `@` of the authority, or before the last
+/// `@` when there is no scheme) replaced by `***`, control characters
+/// escaped, at most 200 characters. A URL that fails to parse may still hold
+/// a password (`https://x:TOKEN@host:99999`).
+fn shown_value(value: &str) -> String {
+    let (scheme, rest) = match value.find("://") {
+        Some(at) => value.split_at(at + 3),
+        None => ("", value),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let masked = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None if scheme.is_empty() && value.contains('@') => {
+            let at = value.rfind('@').unwrap_or(0);
+            format!("***{}", &value[at..])
+        }
+        None => value.to_owned(),
+    };
+    let printable: String = masked
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    printable.chars().take(200).collect()
+}
+
 fn example(flag: &str) -> &'static str {
     match flag {
         "--api-url" => DEFAULT_API_URL,
@@ -59,7 +92,7 @@ pub struct Endpoint(Url);
 
 impl Endpoint {
     pub fn parse(flag: &'static str, value: &str) -> Result<Self, EndpointError> {
-        let shown = || value.chars().take(200).collect::<String>();
+        let shown = || shown_value(value);
         let url = Url::parse(value).map_err(|_| EndpointError::NotAUrl {
             flag,
             value: shown(),
@@ -178,6 +211,32 @@ mod tests {
             assert!(err.to_string().contains(expected), "{bad}: {err}");
             assert!(!err.to_string().contains("FAKEFAKE"), "{err}");
         }
+    }
+
+    #[test]
+    fn no_error_echoes_what_could_be_a_password() {
+        let token = format!("ATCTT3xFAKE{}", "p".repeat(181));
+        for bad in [
+            format!("https://x:{token}@bitbucket.org:99999"),
+            format!("https://{token}@bitbucket.org:99999/x"),
+            format!("http://x:{token}@bitbucket.org"),
+            format!("ftp://x:{token}@bitbucket.org"),
+            format!("x:{token}@bitbucket.org"),
+            format!("https://x:{token}@bit bucket.org"),
+            format!("https://a@b:{token}@bitbucket.org:0x"),
+        ] {
+            let err = Endpoint::parse("--git-url", &bad).expect_err(&bad);
+            let shown = err.to_string();
+            assert!(!shown.contains("FAKE"), "{shown}");
+            assert!(!shown.contains(&token[20..40]), "{shown}");
+        }
+        let err = Endpoint::parse("--git-url", "https://bitbucket.org:99999").expect_err("port");
+        assert!(
+            err.to_string().contains("https://bitbucket.org:99999"),
+            "{err}"
+        );
+        let err = Endpoint::parse("--git-url", "ftp://bitbucket\u{1b}[2K.org").expect_err("esc");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
     }
 
     #[test]

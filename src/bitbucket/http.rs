@@ -98,6 +98,10 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, HttpErro
             .connect_timeout(settings.connect_timeout)
             // A redirect would carry our Authorization header to wherever it points.
             .redirect(reqwest::redirect::Policy::none())
+            // The environment's proxies, decided per request by us (this
+            // replaces reqwest's own reading of them): loopback never goes
+            // through one.
+            .proxy(reqwest::Proxy::custom(env_proxy_for))
             .https_only(false)
     };
     let failed = |e: reqwest::Error| HttpError::Client(strip_userinfo(&error_chain(&e)));
@@ -335,20 +339,31 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(10..=millis.max(10)))
 }
 
-/// The proxy (without userinfo) reqwest uses for `url`, from `HTTPS_PROXY`,
-/// `HTTP_PROXY`, `ALL_PROXY` (either case), unless `NO_PROXY` exempts the host.
+/// The proxy (without userinfo) requests to `url` go through, for messages.
 fn proxy_for(url: &url::Url) -> Option<String> {
+    env_proxy_for(url).map(|p| strip_userinfo(&p))
+}
+
+/// The proxy requests to `url` go through: from `HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY` (either case), unless `NO_PROXY` exempts the host — and never
+/// for a loopback host (`127.0.0.1`, `::1`, `localhost`): a plain-http
+/// endpoint is allowed only there, and its Basic credentials must not cross
+/// a proxy in clear text.
+fn env_proxy_for(url: &url::Url) -> Option<String> {
     let env = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
     };
+    let raw_host = url.host_str()?;
+    if crate::bitbucket::endpoint::is_loopback_host(raw_host) {
+        return None;
+    }
     let proxy = match url.scheme() {
         "https" => env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
         _ => env(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
     }?;
-    let host = url
-        .host_str()?
+    let host = raw_host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
@@ -361,7 +376,7 @@ fn proxy_for(url: &url::Url) -> Option<String> {
                     || (!bare.is_empty() && (host == bare || host.ends_with(&format!(".{bare}"))))
             })
     });
-    (!exempt).then(|| strip_userinfo(&proxy))
+    (!exempt).then_some(proxy)
 }
 
 /// `Retry-After` in seconds, honoured up to 10 s (Bitbucket rarely sends it).

@@ -39,6 +39,60 @@ pub fn defaults_for_child(
         .collect()
 }
 
+/// `NO_PROXY` and `no_proxy` for the child, when a proxy variable is set and
+/// an allowed origin is a loopback host (plain `http` is allowed only
+/// there): its hosts are added, so git's curl never sends that origin's Basic
+/// credentials through the proxy in clear text. Empty when nothing changes.
+pub fn no_proxy_for_child(
+    env: &dyn crate::credential::Environment,
+    origins: &[Origin],
+) -> Vec<(&'static str, String)> {
+    let proxied = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|name| env.var_os(name).is_some_and(|v| !v.is_empty()));
+    let loopback: Vec<String> = origins
+        .iter()
+        .map(|o| {
+            o.hostname()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .filter(|h| crate::bitbucket::is_loopback_host(h))
+        .collect();
+    if !proxied || loopback.is_empty() {
+        return Vec::new();
+    }
+    ["NO_PROXY", "no_proxy"]
+        .into_iter()
+        .map(|name| {
+            let existing = env
+                .var_os(name)
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut entries: Vec<String> = existing
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            for host in &loopback {
+                if !entries.iter().any(|e| e.eq_ignore_ascii_case(host)) {
+                    entries.push(host.clone());
+                }
+            }
+            (name, entries.join(","))
+        })
+        .collect()
+}
+
 /// `GIT_CONFIG_COUNT` in the caller's environment is not a number we accept.
 #[derive(Debug, thiserror::Error)]
 #[error("GIT_CONFIG_COUNT is `{0}`, not a number from 0 to {MAX_GIT_CONFIG_COUNT}")]
@@ -228,6 +282,44 @@ mod tests {
         )
         .expect("entries");
         assert!(!plain.iter().any(|(_, v)| v.contains("insteadOf")));
+    }
+
+    #[test]
+    fn loopback_origins_are_kept_out_of_the_childs_proxy() {
+        let env =
+            |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, std::ffi::OsString> {
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                    .collect()
+            };
+        let local = origins(&["http://127.0.0.1:8080", "https://bitbucket.org"]);
+        assert!(
+            no_proxy_for_child(&env(&[]), &local).is_empty(),
+            "no proxy set"
+        );
+        assert!(
+            no_proxy_for_child(
+                &env(&[("http_proxy", "http://proxy:3128")]),
+                &origins(&["https://bitbucket.org"])
+            )
+            .is_empty(),
+            "no loopback origin"
+        );
+        let set = no_proxy_for_child(
+            &env(&[
+                ("http_proxy", "http://proxy:3128"),
+                ("NO_PROXY", "corp.example, .internal"),
+            ]),
+            &local,
+        );
+        assert_eq!(
+            set,
+            [
+                ("NO_PROXY", "corp.example,.internal,127.0.0.1".to_owned()),
+                ("no_proxy", "127.0.0.1".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         },
     )?;
     let child_defaults = child_env::defaults_for_child(env);
+    let child_no_proxy = child_env::no_proxy_for_child(env, allow.origins());
     let secret_variables = set.secret_variables();
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
@@ -166,6 +167,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         .env(ENV_SOCKET, endpoint.address())
         .env(ENV_CAPABILITY, &child_capability)
         .envs(child_defaults)
+        .envs(child_no_proxy)
         .envs(git_config);
     drop(child_capability);
     if patterns.is_some() {

@@ -590,3 +590,73 @@ fn unreadable_requests_are_audited_and_request_fields_are_printed_escaped() {
         run.describe()
     );
 }
+
+/// A "proxy" that records every byte it is sent and answers nothing useful.
+fn recording_proxy() -> (
+    crate::support::background::Background,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    let server = crate::support::background::Background::serve(move |mut stream| {
+        let into = into.clone();
+        async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut buf = vec![0u8; 65536];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await
+            {
+                into.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    (server, seen)
+}
+
+#[test]
+fn a_loopback_endpoint_never_goes_through_a_proxy() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    let (proxy, seen) = recording_proxy();
+    let proxy_url = format!("http://{}", proxy.addr());
+    let with_proxy = |command: &mut std::process::Command| {
+        for name in ["http_proxy", "HTTPS_PROXY", "ALL_PROXY"] {
+            command.env(name, &proxy_url);
+        }
+    };
+    // The preflight (REST and git probes) against loopback endpoints.
+    let mut check = agent.bb.command();
+    check
+        .args(["check", "--repo", "acme/app", "--retries", "0", "--git-url"])
+        .arg(agent.server.url())
+        .arg("--api-url")
+        .arg(format!("{}/2.0", agent.evil.url()))
+        .stdin(Stdio::null());
+    with_proxy(&mut check);
+    let check = Run::from(check.output().expect("run"));
+    // exec's child git, with the proxy in its environment.
+    let mut exec = agent.bb.command();
+    exec.args(["exec", "--no-preflight", "--git-url"])
+        .arg(agent.server.url())
+        .args(["--", "sh", "-c", "\"$GIT\" ls-remote \"$URL\""])
+        .env("GIT", &git)
+        .env("URL", format!("{}/acme/app.git", agent.server.url()))
+        .stdin(Stdio::null());
+    with_proxy(&mut exec);
+    let exec = Run::from(exec.output().expect("run"));
+    assert_eq!(exec.code(), 0, "{}", exec.describe());
+    let through = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(
+        through.is_empty(),
+        "the proxy was sent:\n{through}\ncheck: {}\nexec: {}",
+        check.describe(),
+        exec.describe()
+    );
+    assert!(
+        !agent.server.authorizations().is_empty(),
+        "the git server was reached directly"
+    );
+}
