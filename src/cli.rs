@@ -341,6 +341,14 @@ pub struct BrokerArgs {
     /// through the broker, by environment-only `url.<https>.insteadOf` rules.
     #[arg(long, env = "BBINJECT_REWRITE_SSH")]
     pub rewrite_ssh: bool,
+
+    /// Remove each secret file once it is read, so the build cannot open it
+    /// later (Jenkins `withCredentials` file bindings, TeamCity temporary
+    /// files). Only a file of ours in a directory of ours that we may write
+    /// to; anything else (a read-only Kubernetes Secret mount) is an error
+    /// before the command starts. A consumed file is not watched for rotation.
+    #[arg(long)]
+    pub consume_secret_files: bool,
 }
 
 /// Options shared by every command that reads credentials and runs the preflight.
@@ -352,7 +360,8 @@ pub struct ProbeArgs {
 
     /// Directory of secret files named after the variables in lower case
     /// (e.g. /run/secrets/bitbucket_api_token), as Docker and Kubernetes mount them.
-    #[arg(long, value_name = "DIR")]
+    /// BBINJECT_SECRETS_DIR keeps the path off the command line.
+    #[arg(long, env = "BBINJECT_SECRETS_DIR", value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
 
     /// What the build needs: `read` (clone, fetch) or `write` (push too) [default: read].

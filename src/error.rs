@@ -35,6 +35,8 @@ pub enum Error {
     AllowCheckedWithoutRepo,
     #[error("--audit-log {path}: {reason}")]
     AuditLog { path: String, reason: String },
+    #[error(transparent)]
+    Consume(#[from] crate::credential::ConsumeError),
     #[error("cannot write the man pages into {dir}: {reason}")]
     Manual { dir: String, reason: String },
 }
@@ -70,6 +72,12 @@ impl Error {
             Error::Manual { .. } => "give a directory you can write to".into(),
             Error::AllowRepo(_) => "give WORKSPACE/SLUG or WORKSPACE/* for each --allow-repo".into(),
             Error::AllowCheckedWithoutRepo => "add --repo WORKSPACE/SLUG for each repository the build may touch".into(),
+            Error::Consume(_) => {
+                "consume only files the run was given in a directory of its own (Jenkins \
+                 withCredentials, TeamCity temporary files); drop --consume-secret-files for a \
+                 read-only mount"
+                    .into()
+            }
             Error::AuditLog { .. } => {
                 "give a path in a writable directory (with export, not `-`: its broker has no stderr)".into()
             }

@@ -54,7 +54,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
         });
     }
     let crate::settings::Prepared {
-        set,
+        mut set,
         settings,
         repos,
         allow,
@@ -65,6 +65,11 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     let allow_repos =
         crate::settings::allow_list(&args.broker.allow_repos, args.broker.allow_checked, &repos)?;
     let no_redirects = no_redirects || !allow_repos.is_empty();
+    if args.broker.consume_secret_files {
+        for label in set.consume_secret_files()? {
+            tracing::info!("consumed {label}: nothing started later can open it");
+        }
+    }
     // The detached broker has no stderr and runs in `/`: a file, by absolute path.
     let audit_log = match &args.broker.audit_log {
         Some(path) if path.as_os_str() == "-" => {

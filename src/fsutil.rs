@@ -77,3 +77,30 @@ pub fn io_reason(e: &std::io::Error) -> String {
         _ => e.kind().to_string(),
     }
 }
+
+/// Whether `path` may be removed by `--consume-secret-files`: a regular file
+/// (not a link) of this user, in a directory of this user that it may write
+/// to. The reason it may not is a clause (`it sits in a directory of another
+/// user (a read-only mount?)`).
+pub fn may_consume(path: &Path) -> Result<(), String> {
+    let file = std::fs::symlink_metadata(path).map_err(|e| io_reason(&e))?;
+    if !file.file_type().is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if !crate::sys::owned_by_us(&file) {
+        return Err("it belongs to another user".into());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::metadata(parent).map_err(|e| io_reason(&e))?;
+    if !crate::sys::owned_by_us(&dir) || !crate::sys::owner_may_write(&dir) {
+        return Err(format!(
+            "it sits in {}, a directory this run does not own or may not write to \
+             (a read-only Secret mount cannot be consumed)",
+            parent.display()
+        ));
+    }
+    Ok(())
+}

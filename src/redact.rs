@@ -36,6 +36,9 @@ use crate::secret::Secret;
 pub const MASK: &[u8] = b"****";
 /// Secrets shorter than this are not masked: masking them would garble the log.
 pub const MIN_SECRET_LEN: usize = 6;
+/// The column widths at which common tools wrap base64 (coreutils `base64`,
+/// and `openssl base64` / PEM).
+const WRAP_WIDTHS: [usize; 2] = [76, 64];
 /// Derived base64 fragments shorter than this are not masked (too likely by chance).
 const MIN_FRAGMENT_LEN: usize = 8;
 
@@ -427,6 +430,29 @@ pub fn forms(secret: &[u8], usernames: &[&str]) -> Vec<Zeroizing<Vec<u8>>> {
         );
         plain.push(pair);
     }
+    // Line-wrapped base64 of the value on its own (`base64 FILE` wraps at 76
+    // columns, `openssl base64` at 64; a 192-character token always wraps),
+    // with Unix or Windows line ends: the whole groups of each, from the
+    // first line's start.
+    for data in &plain {
+        let whole = data.len() / 3 * 3;
+        let core = STANDARD.encode(&data[..whole]);
+        for width in WRAP_WIDTHS {
+            if core.len() <= width {
+                continue;
+            }
+            for end in ["\n", "\r\n"] {
+                let mut wrapped = Vec::with_capacity(core.len() + core.len() / width * 2);
+                for (i, line) in core.as_bytes().chunks(width).enumerate() {
+                    if i > 0 {
+                        wrapped.extend_from_slice(end.as_bytes());
+                    }
+                    wrapped.extend_from_slice(line);
+                }
+                add(wrapped, MIN_FRAGMENT_LEN);
+            }
+        }
+    }
     // Inside longer base64 text, the data may start at any of three byte
     // offsets; for each, the 4-character groups made only of its own bytes are
     // always the same.
@@ -709,6 +735,32 @@ mod tests {
         let mut expected: Vec<u8> = (0..=255u8).collect();
         expected.extend_from_slice(b"\xff\xfe****\x00\x80");
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn line_wrapped_base64_of_a_real_length_token_is_masked() {
+        let token = format!("ATCTT3xFAKE{}", "w".repeat(181));
+        let p = Patterns::new(forms(token.as_bytes(), &["x-token-auth"])).expect("patterns");
+        let wrap = |data: &[u8], width: usize, end: &str| {
+            STANDARD
+                .encode(data)
+                .as_bytes()
+                .chunks(width)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<Vec<_>>()
+                .join(end)
+                + end
+        };
+        let basic = format!("x-token-auth:{token}");
+        for data in [token.as_bytes(), basic.as_bytes()] {
+            for (width, end) in [(76, "\n"), (64, "\n"), (76, "\r\n"), (64, "\r\n")] {
+                let wrapped = wrap(data, width, end);
+                let out = String::from_utf8_lossy(&p.redact_all(wrapped.as_bytes())).into_owned();
+                // Nothing but the mask and at most the last partial group is left.
+                let left: String = out.replace("****", "").split_whitespace().collect();
+                assert!(left.len() <= 4, "{width} {end:?}: {out:?}");
+            }
+        }
     }
 
     #[test]

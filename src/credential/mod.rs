@@ -186,6 +186,18 @@ pub struct SecretFile {
     pub label: String,
 }
 
+/// The variables that say where secrets are (`--config`, `--secrets-dir`):
+/// `exec` removes them from the child's environment with the secrets'.
+pub const LOCATION_VARIABLES: [&str; 2] = ["BBINJECT_CONFIG", "BBINJECT_SECRETS_DIR"];
+
+/// A secret file `--consume-secret-files` may not remove.
+#[derive(Debug, thiserror::Error)]
+#[error("--consume-secret-files: {label} cannot be removed: {reason}")]
+pub struct ConsumeError {
+    pub label: String,
+    pub reason: String,
+}
+
 /// One resolved credential and where it came from.
 pub struct Credential {
     /// `env` for the environment, or the config entry's name.
@@ -418,6 +430,35 @@ impl CredentialSet {
             self.entries.iter().map(|(scopes, _)| scopes.as_slice()),
             repo,
         )
+    }
+
+    /// `--consume-secret-files`: removes each credential's secret file, now
+    /// that its value is held, so nothing started later can open it. Refused
+    /// (nothing removed) unless every file is ours, in a directory of ours we
+    /// may write to. Returns the labels of the files removed.
+    pub fn consume_secret_files(&mut self) -> Result<Vec<String>, ConsumeError> {
+        let files: Vec<&SecretFile> = self
+            .entries
+            .iter()
+            .filter_map(|(_, c)| c.secret_file.as_ref())
+            .collect();
+        for file in &files {
+            crate::fsutil::may_consume(&file.path).map_err(|reason| ConsumeError {
+                label: file.label.clone(),
+                reason,
+            })?;
+        }
+        let mut consumed = Vec::new();
+        for (_, credential) in &mut self.entries {
+            if let Some(file) = credential.secret_file.take() {
+                std::fs::remove_file(&file.path).map_err(|e| ConsumeError {
+                    label: file.label.clone(),
+                    reason: e.kind().to_string(),
+                })?;
+                consumed.push(file.label);
+            }
+        }
+        Ok(consumed)
     }
 
     /// Whether any credential limits the repositories it serves (`allow:`).

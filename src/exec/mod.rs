@@ -66,7 +66,7 @@ const READ_SIZE: usize = 256 * 1024;
 
 pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> {
     let Prepared {
-        set,
+        mut set,
         settings,
         repos,
         allow,
@@ -88,6 +88,11 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     let child_defaults = child_env::defaults_for_child(env);
     let child_no_proxy = child_env::no_proxy_for_child(env, allow.origins());
     let secret_variables = set.secret_variables();
+    if args.broker.consume_secret_files {
+        for label in set.consume_secret_files()? {
+            tracing::info!("consumed {label}: the build cannot open it");
+        }
+    }
 
     let starting = format!("not starting {}", args.command[0].to_string_lossy());
     let bearers =
@@ -159,6 +164,10 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         {
             command.env_remove(name);
             command.env_remove(format!("{name}_FILE"));
+        }
+        // Where secrets are (a config may hold inline ones): not the build's business.
+        for name in crate::credential::LOCATION_VARIABLES {
+            command.env_remove(name);
         }
     }
     command

@@ -89,6 +89,16 @@ pub fn open_private_append(path: &Path) -> Result<File, String> {
     Ok(file)
 }
 
+/// Whether the file or directory belongs to the user we run as.
+pub fn owned_by_us(metadata: &Metadata) -> bool {
+    metadata.uid() == rustix::process::geteuid().as_raw()
+}
+
+/// Whether its owner may write to it (a directory: create and remove entries).
+pub fn owner_may_write(metadata: &Metadata) -> bool {
+    metadata.permissions().mode() & 0o200 != 0
+}
+
 /// Who besides its owner may read a file, by its mode: `other users`, or its
 /// group when that is not one of ours (a Kubernetes `fsGroup` with mode 0440
 /// is the group we run in, and fine); with the mode, e.g. `(mode 644)`.

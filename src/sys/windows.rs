@@ -20,6 +20,16 @@ pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Not known from the metadata on Windows (access is by ACL).
+/// Ownership is not inspected on Windows (ACLs decide; see SECURITY.md).
+pub fn owned_by_us(_metadata: &Metadata) -> bool {
+    true
+}
+
+/// Whether the file or directory is not read-only.
+pub fn owner_may_write(metadata: &Metadata) -> bool {
+    !metadata.permissions().readonly()
+}
+
 /// Opens `path` to append to (an audit log), created when new; anything but
 /// a regular file (a directory, a link) is refused. Its ACL is inherited from
 /// its directory (the user's profile or the agent's work directory).

@@ -660,3 +660,129 @@ fn a_loopback_endpoint_never_goes_through_a_proxy() {
         "the git server was reached directly"
     );
 }
+
+#[test]
+fn line_wrapped_base64_of_the_token_is_masked() {
+    let bb = Bb::new();
+    let token = bb.file("token", LONG_ACCESS_TOKEN.as_bytes(), 0o600);
+    let bb = bb.env("BITBUCKET_ACCESS_TOKEN_FILE", token.display().to_string());
+    let script = format!(
+        "base64 {t}; echo; base64 -w 64 {t}; echo; printf 'x-token-auth:%s' \"$(cat {t})\" | base64; \
+         echo; printf '%s\\r\\n' $(base64 -w 76 {t}); echo end",
+        t = token.display()
+    );
+    let output = bb
+        .command()
+        .args(["exec", "--no-preflight", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(run.stdout.contains("end"), "{}", run.describe());
+    std::fs::remove_file(&token).expect("rm token");
+    assert_no_leak(&run, bb.dir.path(), LONG_ACCESS_TOKEN, &[TOKEN_USER], &[]);
+}
+
+#[test]
+fn where_the_secrets_are_stays_off_the_command_line_and_out_of_the_build() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    let secrets = agent.bb.path("secrets");
+    std::fs::create_dir(&secrets).expect("mkdir");
+    std::fs::write(secrets.join("bitbucket_access_token"), LONG_ACCESS_TOKEN).expect("write");
+    let config = agent.bb.file(
+        "bbinject.yaml",
+        b"credentials:\n  - name: acme\n    kind: access_token\n    secret_env: ACME_TOKEN\n",
+        0o600,
+    );
+    let script = format!(
+        "env | grep -c '^BBINJECT_CONFIG=\\|^BBINJECT_SECRETS_DIR=' ; \"$GIT\" ls-remote -q {}/acme/app.git >/dev/null && echo cloned",
+        agent.server.url()
+    );
+    for (name, value, extra) in [
+        ("BBINJECT_SECRETS_DIR", secrets.display().to_string(), None),
+        (
+            "BBINJECT_CONFIG",
+            config.display().to_string(),
+            Some(("ACME_TOKEN", LONG_ACCESS_TOKEN)),
+        ),
+    ] {
+        let mut command = agent.bb.command();
+        command
+            .env_remove("BITBUCKET_ACCESS_TOKEN")
+            .env(name, &value)
+            .args(["exec", "--no-preflight", "--git-url"])
+            .arg(agent.server.url())
+            .args(["--", "sh", "-c", &script])
+            .env("GIT", &git)
+            .stdin(Stdio::null());
+        if let Some((k, v)) = extra {
+            command.env(k, v);
+        }
+        let run = Run::from(command.output().expect("run"));
+        assert_eq!(run.code(), 0, "{name}: {}", run.describe());
+        assert!(
+            run.stdout.starts_with("0\n") && run.stdout.contains("cloned"),
+            "{name} reached the build, or the credential did not work: {}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn consumed_secret_files_are_gone_before_the_build_starts() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    // A Jenkins `withCredentials` file binding: a private directory of ours.
+    let binding = agent.bb.path("workspace@tmp");
+    std::fs::create_dir(&binding).expect("mkdir");
+    let token = binding.join("secretFiles-token");
+    std::fs::write(&token, LONG_ACCESS_TOKEN).expect("write");
+    let exec = |token: &Path| {
+        let output = agent
+            .bb
+            .command()
+            .env_remove("BITBUCKET_ACCESS_TOKEN")
+            .env("BITBUCKET_ACCESS_TOKEN_FILE", token)
+            .args(["exec", "--no-preflight", "--consume-secret-files", "--git-url"])
+            .arg(agent.server.url())
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "test -e {} && echo still-there; \"$GIT\" ls-remote -q {}/acme/app.git >/dev/null && echo cloned",
+                token.display(),
+                agent.server.url()
+            ))
+            .env("GIT", &git)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        Run::from(output)
+    };
+    let run = exec(&token);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(!run.stdout.contains("still-there"), "{}", run.describe());
+    assert!(run.stdout.contains("cloned"), "{}", run.describe());
+    assert!(!token.exists());
+    agent.assert_nothing_reached_the_attacker(&run, "consumed");
+
+    // A read-only mount (here: a directory we may not write to) cannot be
+    // consumed: refused before the command, the file left as it was.
+    let mount = agent.bb.path("mount");
+    std::fs::create_dir(&mount).expect("mkdir");
+    let mounted = mount.join("bitbucket_access_token");
+    std::fs::write(&mounted, LONG_ACCESS_TOKEN).expect("write");
+    std::fs::set_permissions(&mount, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+        .expect("chmod");
+    let run = exec(&mounted);
+    std::fs::set_permissions(&mount, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("--consume-secret-files") && !run.stdout.contains("cloned"),
+        "{}",
+        run.describe()
+    );
+    assert!(mounted.exists());
+    std::fs::remove_file(&mounted).expect("rm");
+}

@@ -250,6 +250,24 @@ pub fn secret_forms(secret: &str, usernames: &[&str]) -> Vec<String> {
     for user in usernames {
         forms.push(b64(&format!("{user}:{secret}")));
     }
+    // Line-wrapped base64 (`base64` wraps at 76, `openssl base64` at 64): each
+    // line of it on its own.
+    let mut plain = vec![secret.to_owned()];
+    plain.extend(usernames.iter().map(|u| format!("{u}:{secret}")));
+    for data in plain {
+        let encoded = b64(&data);
+        for width in [76, 64] {
+            if encoded.len() > width {
+                forms.extend(
+                    encoded
+                        .as_bytes()
+                        .chunks(width)
+                        .filter(|line| line.len() >= 16)
+                        .map(|line| String::from_utf8_lossy(line).into_owned()),
+                );
+            }
+        }
+    }
     forms
 }
 
