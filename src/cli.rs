@@ -266,6 +266,13 @@ pub struct ExecArgs {
     #[arg(long)]
     pub no_redact: bool,
 
+    /// Give CMD one pipe for stdout and stderr, masked as one stream (a secret
+    /// split across the two is masked in the merged log). The default when
+    /// bbinject's stdout and stderr are the same file or pipe, as in most CI
+    /// logs; CMD's stderr then arrives on bbinject's stdout.
+    #[arg(long)]
+    pub merge_output: bool,
+
     #[command(flatten)]
     pub probe: ProbeArgs,
 
@@ -396,6 +403,12 @@ pub struct ProbeArgs {
     /// Time limit for each request, e.g. 20s, 1m.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Time limit for each probe, retries and their pauses included (a
+    /// server that drips its answer cannot hold the preflight for retries ×
+    /// --timeout), e.g. 45s, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = parse_duration)]
+    pub deadline: Duration,
 
     /// How many repositories to probe at once (one client, shared connections;
     /// a 429 pauses them all).

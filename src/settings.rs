@@ -53,6 +53,7 @@ impl Settings {
         )?;
         let http = HttpSettings {
             timeout: args.timeout,
+            deadline: args.deadline,
             retries: args.retries,
             ca_file: args.ca_file.clone(),
             ..HttpSettings::default()

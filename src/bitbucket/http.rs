@@ -20,6 +20,10 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct HttpSettings {
     /// Total time for one request.
     pub timeout: Duration,
+    /// Total time for one probe, retries and their pauses included: a
+    /// server that drips its answer cannot hold a preflight for
+    /// `(retries + 1) × timeout`.
+    pub deadline: Duration,
     pub connect_timeout: Duration,
     /// Extra attempts after the first, for retryable failures only.
     pub retries: u32,
@@ -60,6 +64,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(20),
+            deadline: Duration::from_secs(45),
             connect_timeout: Duration::from_secs(10),
             retries: 3,
             backoff: Duration::from_millis(250),
@@ -267,6 +272,23 @@ pub async fn send(
     settings: &HttpSettings,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Reply, TransportError> {
+    let deadline = tokio::time::Instant::now() + settings.deadline;
+    match tokio::time::timeout_at(deadline, send_until(settings, make, deadline)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(TransportError::Timeout {
+            detail: format!(
+                "no complete answer within the probe's deadline of {} s (--deadline)",
+                settings.deadline.as_secs()
+            ),
+        }),
+    }
+}
+
+async fn send_until(
+    settings: &HttpSettings,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    deadline: tokio::time::Instant,
+) -> Result<Reply, TransportError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -295,6 +317,10 @@ pub async fn send(
             return outcome;
         }
         let delay = server_delay.unwrap_or_else(|| backoff(settings.backoff, attempt));
+        if tokio::time::Instant::now() + delay >= deadline {
+            // No time left for another attempt: the last answer is the result.
+            return outcome;
+        }
         let rate_limited = matches!(&outcome, Ok(reply) if reply.status == 429);
         if rate_limited {
             settings.gate.hold(delay);

@@ -199,7 +199,7 @@ impl Handoff {
                 }
                 key @ ("minted_ms" | "lifetime_ms" | "secret_file" | "secret_file_label"
                 | "kind" | "client_id" | "client_secret" | "token_url" | "ca_file"
-                | "timeout_ms" | "retries") => {
+                | "timeout_ms" | "deadline_ms" | "retries") => {
                     let entry = entries.last_mut().ok_or(ProtocolError::Missing("entry"))?;
                     renewal_field(&mut entry.secret, key, value)?;
                 }
@@ -253,6 +253,7 @@ fn renewal_lines(spec: &SecretSpec) -> Result<Vec<(&'static str, String)>, Proto
             lines.push(("client_id", client_id.clone()));
             lines.push(("token_url", url.to_string()));
             lines.push(("timeout_ms", http.timeout.as_millis().to_string()));
+            lines.push(("deadline_ms", http.deadline.as_millis().to_string()));
             lines.push(("retries", http.retries.to_string()));
             if let Some(ca) = &http.ca_file {
                 let ca = ca.to_str().ok_or(ProtocolError::BadValue("ca_file"))?;
@@ -319,6 +320,9 @@ fn renewal_field(spec: &mut SecretSpec, key: &str, value: String) -> Result<(), 
         }
         ("timeout_ms", RenewalSpec::Mint { http, .. }) => {
             http.timeout = Duration::from_millis(number("timeout_ms")?);
+        }
+        ("deadline_ms", RenewalSpec::Mint { http, .. }) => {
+            http.deadline = Duration::from_millis(number("deadline_ms")?);
         }
         ("retries", RenewalSpec::Mint { http, .. }) => {
             http.retries = u32::try_from(number("retries")?)
@@ -471,6 +475,7 @@ mod tests {
                         renewal: RenewalSpec::Mint {
                             http: crate::bitbucket::HttpSettings {
                                 timeout: Duration::from_secs(7),
+                                deadline: Duration::from_secs(11),
                                 ca_file: Some("/etc/ca.pem".into()),
                                 ..Default::default()
                             },
@@ -546,9 +551,10 @@ mod tests {
             panic!("the OAuth renewal was lost");
         };
         assert_eq!(
-            (http.timeout, http.ca_file.as_deref()),
+            (http.timeout, http.deadline, http.ca_file.as_deref()),
             (
                 Duration::from_secs(7),
+                Duration::from_secs(11),
                 Some(std::path::Path::new("/etc/ca.pem"))
             )
         );

@@ -179,10 +179,21 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
         .envs(child_no_proxy)
         .envs(git_config);
     drop(child_capability);
+    // One pipe for both streams when they end up in one log: a secret split
+    // between them is then masked as the log shows it.
+    let mut merged = None;
     if patterns.is_some() {
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        if args.merge_output || platform::same_output() {
+            let (reader, writer) = std::io::pipe().map_err(Error::BrokerSetup)?;
+            command
+                .stdout(writer.try_clone().map_err(Error::BrokerSetup)?)
+                .stderr(writer);
+            merged = Some(reader);
+        } else {
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+        }
     }
 
     // Before the child exists: signal handlers (so its exit cannot be missed,
@@ -206,10 +217,15 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
             return Ok(code);
         }
     };
+    // Our copies of the merged pipe's write end: the reader sees its end
+    // only once the child's are the last ones.
+    drop(command);
     supervisor.started(&mut child).map_err(Error::BrokerSetup)?;
-    let pumps = patterns
-        .map(|p| start_pumps(&mut child, p))
-        .unwrap_or_default();
+    let pumps = match (patterns, merged) {
+        (Some(p), Some(reader)) => vec![spawn_pump(reader, p, Stream::Stdout)],
+        (Some(p), None) => start_pumps(&mut child, p),
+        (None, _) => Vec::new(),
+    };
     let status = platform::supervise(child, supervisor)
         .await
         .map_err(Error::BrokerSetup)?;

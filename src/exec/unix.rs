@@ -31,6 +31,18 @@ pub fn enlarge_pipes(child: &std::process::Child) {
     let _ = (child, PIPE_SIZE);
 }
 
+/// Whether our stdout and stderr are the same file, pipe or terminal (a CI
+/// log): then the child's two streams are masked as one.
+pub fn same_output() -> bool {
+    let (Ok(out), Ok(err)) = (
+        rustix::fs::fstat(rustix::stdio::stdout()),
+        rustix::fs::fstat(rustix::stdio::stderr()),
+    ) else {
+        return false;
+    };
+    (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
+}
+
 /// Where a pump writes: our own stdout or stderr.
 pub fn output(to: Stream) -> impl Write {
     RawFd(match to {

@@ -59,6 +59,11 @@ impl Supervisor {
 /// Windows pipes have no size to ask for.
 pub fn enlarge_pipes(_child: &std::process::Child) {}
 
+/// Not detected on Windows (a console's two handles differ): `--merge-output` only.
+pub fn same_output() -> bool {
+    false
+}
+
 /// Where a pump writes: our stdout or stderr, flushed after every write (std's
 /// stdout is line-buffered: a progress line without a newline would wait).
 pub fn output(to: Stream) -> impl Write {

@@ -786,3 +786,143 @@ fn consumed_secret_files_are_gone_before_the_build_starts() {
     assert!(mounted.exists());
     std::fs::remove_file(&mounted).expect("rm");
 }
+
+#[test]
+fn a_secret_split_between_stdout_and_stderr_is_masked_in_one_log() {
+    let bb = Bb::new();
+    let token = bb.file("token", LONG_ACCESS_TOKEN.as_bytes(), 0o600);
+    let bb = bb.env("BITBUCKET_ACCESS_TOKEN_FILE", token.display().to_string());
+    let script = format!(
+        "t=$(cat {}); printf %s \"$(printf %s \"$t\" | cut -c1-96)\"; \
+         printf '%s\\n' \"$(printf %s \"$t\" | cut -c97-)\" >&2; echo end",
+        token.display()
+    );
+    // As a CI runs it: stdout and stderr into one log file.
+    let log = bb.path("build.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let status = bb
+        .command()
+        .args(["exec", "--no-preflight", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .status()
+        .expect("run");
+    let text = std::fs::read_to_string(&log).expect("read");
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("end") && text.contains("****"), "{text}");
+    // Neither half is in the log (before, both were, one after the other).
+    for half in [&LONG_ACCESS_TOKEN[..96], &LONG_ACCESS_TOKEN[96..]] {
+        assert!(!text.contains(half), "{text}");
+    }
+    // With two pipes, --merge-output asks for the same.
+    let output = bb
+        .command()
+        .args([
+            "exec",
+            "--no-preflight",
+            "--merge-output",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let merged = Run::from(output);
+    assert_eq!(merged.code(), 0, "{}", merged.describe());
+    assert!(merged.stdout.contains("****"), "{}", merged.describe());
+    std::fs::remove_file(&token).expect("rm token");
+    let run = Run {
+        status: Some(0),
+        stdout: text,
+        stderr: String::new(),
+    };
+    assert_no_leak(&run, bb.dir.path(), LONG_ACCESS_TOKEN, &[TOKEN_USER], &[]);
+    assert_no_leak(
+        &merged,
+        bb.dir.path(),
+        LONG_ACCESS_TOKEN,
+        &[TOKEN_USER],
+        &[],
+    );
+}
+
+#[test]
+fn trace_logging_prints_bbinject_events_only() {
+    let bb = Bb::new()
+        .env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN)
+        .env("RUST_LOG", "trace");
+    let output = bb
+        .command()
+        .args(["check", "--repo", "acme/app", "--retries", "0"])
+        .args([
+            "--api-url",
+            "http://127.0.0.1:9/2.0",
+            "--git-url",
+            "http://127.0.0.1:9",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    assert!(
+        run.stderr.contains("request failed"),
+        "bbinject's own events: {}",
+        run.describe()
+    );
+    // hyper-util's and reqwest's own trace events (seen at RUST_LOG=trace before).
+    for theirs in [
+        "checkout waiting for idle connection",
+        "Http::connect",
+        "connecting to 127.0.0.1",
+    ] {
+        assert!(!run.stderr.contains(theirs), "{theirs}: {}", run.describe());
+    }
+}
+
+#[test]
+fn a_server_that_drips_its_answer_is_cut_off_at_the_probe_deadline() {
+    let drip = crate::support::background::Background::serve(|mut stream| async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n";
+        if stream.write_all(head).await.is_err() {
+            return;
+        }
+        loop {
+            if stream.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let url = format!("http://{}", drip.addr());
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+    let output = bb
+        .bounded(60)
+        .args([
+            "check",
+            "--repo",
+            "acme/app",
+            "--timeout",
+            "2s",
+            "--retries",
+            "3",
+        ])
+        .args(["--deadline", "3s", "--api-url"])
+        .arg(format!("{url}/2.0"))
+        .args(["--git-url", &url])
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 5, "{}", run.describe());
+    assert!(
+        run.stdout.contains("deadline of 3 s"),
+        "the probe is cut off at its deadline: {}",
+        run.describe()
+    );
+}
