@@ -3,6 +3,14 @@
 // `version` is the DSL API the script is written against (documented at
 // jetbrains.com/help/teamcity/kotlin-dsl-documentation): the server must be
 // TeamCity 2025.11 or newer.
+//
+// What the build can still read: a password parameter named env.* is in the
+// environment of the step's shell, readable through /proc by every process of
+// the agent's user while the step runs (TeamCity masks it in the log, nothing
+// more). bbinject removes it from its own child's environment, not from the
+// shell's. Narrower: have a first step write it to a file in
+// %system.teamcity.build.tempDir% and read it with BITBUCKET_API_TOKEN_FILE and
+// --consume-secret-files. See SECURITY.md, "What the build can still read".
 import jetbrains.buildServer.configs.kotlin.*
 import jetbrains.buildServer.configs.kotlin.buildSteps.script
 
