@@ -926,3 +926,55 @@ fn a_server_that_drips_its_answer_is_cut_off_at_the_probe_deadline() {
         run.describe()
     );
 }
+
+#[test]
+fn a_token_in_the_user_name_slot_never_reaches_the_audit_log_or_an_error() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    // The GitHub habit: the token as the URL's user name (no password, so
+    // transfer.credentialsInUrl does not stop it), with the audit log in the
+    // build log; askpass alone too (it refuses the user name, quoting it).
+    let url = agent
+        .server
+        .url()
+        .replace("http://", &format!("http://{LONG_ACCESS_TOKEN}@"));
+    let run = agent.exec(
+        &["--audit-log", "-"],
+        &format!("\"$GIT\" ls-remote '{url}/acme/app.git'"),
+    );
+    assert!(run.stderr.contains("\"decision\""), "{}", run.describe());
+    assert!(
+        run.stderr.contains("token-shaped-user-sha256:"),
+        "{}",
+        run.describe()
+    );
+    agent.assert_nothing_reached_the_attacker(&run, "token as user name, helper");
+    // askpass alone refuses such a user name itself (before the broker).
+    let run = agent.exec(
+        &["--audit-log", "-"],
+        &format!("GIT_CONFIG_VALUE_1= \"$GIT\" ls-remote '{url}/acme/app.git'"),
+    );
+    assert_ne!(run.code(), 0, "{}", run.describe());
+    assert!(run.stderr.contains("askpass"), "{}", run.describe());
+    agent.assert_nothing_reached_the_attacker(&run, "token as user name, askpass");
+    // And in an option's error: the URL does not parse (port 99999), and
+    // still its userinfo is not echoed.
+    let output = agent
+        .bb
+        .command()
+        .args(["check", "--repo", "acme/app", "--git-url"])
+        .arg(format!("https://x:{LONG_ACCESS_TOKEN}@bitbucket.org:99999"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(run.stderr.contains("--git-url"), "{}", run.describe());
+    assert_no_leak(
+        &run,
+        agent.bb.dir.path(),
+        LONG_ACCESS_TOKEN,
+        &[TOKEN_USER],
+        &[],
+    );
+}
