@@ -37,10 +37,21 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
                 });
                 Exit::Success
             }
+            // Revoking what is already gone (its TTL, --max-uses, an earlier
+            // revoke) is what was asked for: an always-run cleanup step passes.
+            Err(client::ClientError::BrokerGone { .. }) => {
+                eprint_line("bbinject: the broker had already ended; nothing to revoke");
+                Exit::Success
+            }
             Err(e) => {
+                let capability = crate::broker::policy::Refusal::Capability.to_string();
                 crate::error::print_error(
                     &format!("cannot revoke: {e}"),
-                    Some(match e {
+                    Some(match &e {
+                        client::ClientError::Refused(reason) if *reason == capability => {
+                            "BBINJECT_CAPABILITY is not this broker's: run it in the shell that \
+                             evaluated this `bbinject export` (another export's variables?)"
+                        }
                         client::ClientError::Refused(_) => {
                             "nothing to do: a broker of `bbinject exec` ends when its command does"
                         }
@@ -103,6 +114,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     // Created here, where the caller's XDG_RUNTIME_DIR and TMPDIR are known;
     // the broker starts with an empty environment and adopts it.
     let runtime = Endpoint::create().map_err(Error::BrokerSetup)?;
+    let runtime_address = runtime.address();
     let handoff = Handoff {
         capability: crate::secret::Secret::new(capability.expose().to_owned()),
         runtime_dir: runtime.handle().to_path_buf(),
@@ -175,8 +187,32 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     }
     drop(encoded);
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(rendered.as_bytes());
-    let _ = out.flush();
+    if let Err(e) = out
+        .write_all(rendered.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        // The caller never got the variables (`>> "$GITHUB_ENV"` on a full
+        // disk, a closed stdout): the broker must not hold the secret for
+        // nobody until its TTL.
+        drop(out);
+        let stopped = client::revoke_at(
+            runtime_address.as_os_str(),
+            crate::secret::Secret::new(capability.expose().to_owned()),
+        );
+        crate::error::print_error(
+            &format!(
+                "cannot write the assignments to stdout ({}); {}",
+                crate::fsutil::io_reason(&e),
+                if stopped.is_ok() {
+                    "the broker was stopped"
+                } else {
+                    "the broker could not be stopped and ends at its --ttl"
+                }
+            ),
+            Some("check where stdout goes (a full disk, a closed pipe) and run export again"),
+        );
+        return Ok(Exit::Usage);
+    }
     Ok(Exit::Success)
 }
 

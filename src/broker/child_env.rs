@@ -143,6 +143,8 @@ pub fn git_config_entries(
 ) -> Result<Vec<(String, String)>, GitConfigCountError> {
     let start: usize = match existing_count {
         None => 0,
+        // git reads an empty GIT_CONFIG_COUNT as 0.
+        Some(raw) if raw.to_str().is_some_and(|s| s.trim().is_empty()) => 0,
         Some(raw) => raw
             .to_str()
             .and_then(|s| s.trim().parse().ok())
@@ -356,6 +358,14 @@ mod tests {
             .expect_err(count);
             assert!(err.to_string().contains("GIT_CONFIG_COUNT"), "{err}");
         }
+        let empty = git_config_entries(
+            Some(std::ffi::OsStr::new("")),
+            &origins(&["https://bitbucket.org"]),
+            "x",
+            ChildOptions::default(),
+        )
+        .expect("git reads an empty count as 0");
+        assert!(empty.iter().any(|(k, _)| k == "GIT_CONFIG_KEY_0"));
         let at_bound = git_config_entries(
             Some(std::ffi::OsStr::new("10000")),
             &origins(&["https://bitbucket.org"]),

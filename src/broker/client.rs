@@ -54,23 +54,31 @@ impl ClientError {
 pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError> {
     let socket = std::env::var_os(ENV_SOCKET).ok_or(ClientError::NoBroker)?;
     let capability = std::env::var(ENV_CAPABILITY).map_err(|_| ClientError::NoBroker)?;
-    let request = build(Secret::new(capability));
+    ask_at(&socket, Secret::new(capability), build)
+}
+
+/// Sends `request` to the broker at `socket`, with `capability`.
+fn ask_at(
+    socket: &std::ffi::OsStr,
+    capability: Secret,
+    build: impl FnOnce(Secret) -> Request,
+) -> Result<Answer, ClientError> {
+    let request = build(capability);
     let encoded = request.encode()?;
-    let shown = std::path::Path::new(&socket).display().to_string();
+    let shown = std::path::Path::new(socket).display().to_string();
     let no_answer = |what: String| ClientError::NoAnswer {
         socket: shown.clone(),
         what,
     };
-    let mut stream = super::transport::connect(&socket, Duration::from_secs(30)).map_err(|e| {
-        match e.kind() {
+    let mut stream =
+        super::transport::connect(socket, Duration::from_secs(30)).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
                 ClientError::BrokerGone {
                     socket: shown.clone(),
                 }
             }
             kind => no_answer(kind.to_string()),
-        }
-    })?;
+        })?;
     stream
         .write_all(encoded.as_bytes())
         .map_err(|e| no_answer(e.kind().to_string()))?;
@@ -87,7 +95,15 @@ pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError>
 
 /// Ends the broker named by the environment (`bbinject export --revoke`).
 pub fn revoke() -> Result<(), ClientError> {
-    match ask(|capability| Request {
+    let socket = std::env::var_os(ENV_SOCKET).ok_or(ClientError::NoBroker)?;
+    let capability = std::env::var(ENV_CAPABILITY).map_err(|_| ClientError::NoBroker)?;
+    revoke_at(&socket, Secret::new(capability))
+}
+
+/// Ends the broker at `socket` (an `export` whose assignments could not be
+/// written stops the broker it started).
+pub fn revoke_at(socket: &std::ffi::OsStr, capability: Secret) -> Result<(), ClientError> {
+    match ask_at(socket, capability, |capability| Request {
         capability,
         protocol: String::new(),
         host: String::new(),
@@ -100,13 +116,8 @@ pub fn revoke() -> Result<(), ClientError> {
         Answer::Revoked => {
             // The broker answers, then removes its socket and directory: wait
             // for that, so what the caller is told (and sees) is already true.
-            let socket = std::env::var_os(ENV_SOCKET);
             let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while socket
-                .as_ref()
-                .is_some_and(|s| !super::transport::is_gone(s))
-                && std::time::Instant::now() < deadline
-            {
+            while !super::transport::is_gone(socket) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Ok(())

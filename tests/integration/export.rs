@@ -70,6 +70,7 @@ fn eval_in_sh_and_bash_then_clone_revoke_and_a_second_clone_fails_cleanly() {
              {clone_ok} || exit 91\n\
              '{bin}' export --revoke || exit 92\n\
              test ! -e \"$BBINJECT_SOCKET\" || exit 93\n\
+             '{bin}' export --revoke || exit 95\n\
              {clone_fail} && exit 94\n\
              echo done",
             export = s.export(""),
@@ -85,6 +86,13 @@ fn eval_in_sh_and_bash_then_clone_revoke_and_a_second_clone_fails_cleanly() {
         assert!(
             run.stderr.contains("the bbinject broker has ended")
                 && !run.stderr.contains("os error"),
+            "{shell}: {}",
+            run.describe()
+        );
+        // Revoking a broker that already ended is success (an always-run
+        // cleanup step), said on stderr.
+        assert!(
+            run.stderr.contains("already ended; nothing to revoke"),
             "{shell}: {}",
             run.describe()
         );
@@ -358,4 +366,26 @@ fn a_broker_that_is_not_ready_in_time_is_stopped_and_the_reason_given() {
         &["x-token-auth"],
         &[exe],
     );
+}
+
+#[test]
+fn assignments_that_cannot_be_written_stop_the_broker() {
+    let s = setup();
+    // `>> "$GITHUB_ENV"` on a full disk.
+    let run = s.bb.shell(
+        "sh",
+        &format!(
+            "export TMPDIR='{}'; {} >/dev/full",
+            s.bb.dir.path().display(),
+            s.export("")
+        ),
+    );
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("cannot write the assignments")
+            && run.stderr.contains("the broker was stopped"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(s.runtime_dirs(), 0, "no broker is left holding the secret");
 }

@@ -375,6 +375,19 @@ fn a_huge_git_config_count_is_refused_before_anything_runs() {
         );
         assert!(!marker.exists(), "{count}: the command ran");
     }
+    // git reads an empty count as 0, and so does bbinject.
+    let marker = bb.path("ran");
+    let output = bb
+        .command()
+        .env("GIT_CONFIG_COUNT", "")
+        .args(["exec", "--no-preflight", "--", "touch"])
+        .arg(&marker)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let run = Run::from(output);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    assert!(marker.exists());
 }
 
 /// Waits until `done` holds, polling every 20 ms, for at most `secs`.
