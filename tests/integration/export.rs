@@ -389,3 +389,25 @@ fn assignments_that_cannot_be_written_stop_the_broker() {
     );
     assert_eq!(s.runtime_dirs(), 0, "no broker is left holding the secret");
 }
+
+#[test]
+fn a_revoke_with_another_capability_says_so() {
+    let s = setup();
+    let script = format!(
+        "eval \"$({export})\" || exit 90\n\
+         BBINJECT_CAPABILITY=00ff '{bin}' export --revoke; echo \"wrong=$?\"\n\
+         '{bin}' export --revoke; echo \"right=$?\"",
+        export = s.export(""),
+        bin = bin(),
+    );
+    let run = s.bb.shell("sh", &script);
+    assert!(run.stdout.contains("wrong=2"), "{}", run.describe());
+    assert!(run.stdout.contains("right=0"), "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("BBINJECT_CAPABILITY is not this broker's"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(s.runtime_dirs(), 0);
+}
