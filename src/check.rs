@@ -71,8 +71,8 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
             format!("add --repo {repo} so the preflight proves the credential works for it"),
         ));
     }
-    if !rewrite_ssh && let Ok(gitmodules) = std::fs::read_to_string(".gitmodules") {
-        for (submodule, url) in ssh_submodules(&gitmodules, &hosts) {
+    if !rewrite_ssh && let Some(entries) = gitmodules_entries() {
+        for (submodule, url) in ssh_submodules(&entries, &hosts) {
             report.push(Problem::warning(
                 crate::codes::ProblemCode::SshSubmoduleUrl,
                 format!(
@@ -101,27 +101,45 @@ fn flag_set(env: &dyn Environment, name: &str) -> bool {
     })
 }
 
-/// `(submodule, url)` for each `.gitmodules` URL that is SSH-style
-/// (`git@host:` or `ssh://git@host/`) for one of `hosts`.
-fn ssh_submodules(gitmodules: &str, hosts: &[Origin]) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut current = String::new();
-    for line in gitmodules.lines() {
-        let line = line.trim();
-        if let Some(name) = line
-            .strip_prefix("[submodule \"")
-            .and_then(|rest| rest.strip_suffix("\"]"))
-        {
-            current = name.to_owned();
-            continue;
+/// The most of `.gitmodules` read: a real one is a few KiB.
+const MAX_GITMODULES_BYTES: u64 = 1024 * 1024;
+
+/// `./.gitmodules`, read as a bounded regular file (a FIFO, a device, a link
+/// to `/dev/zero` or a huge file is skipped, never waited on or read whole)
+/// and parsed by git itself. `None` when there is none, or it cannot be read
+/// or parsed (said at debug level: this is only a hint).
+fn gitmodules_entries() -> Option<Vec<crate::gitconfig::Entry>> {
+    let path = std::path::Path::new(".gitmodules");
+    let (bytes, _) = match crate::fsutil::read_regular_file(path, MAX_GITMODULES_BYTES) {
+        Ok(read) => read,
+        Err(crate::fsutil::FileProblem::Missing) => return None,
+        Err(problem) => {
+            tracing::debug!(
+                "not reading .gitmodules: {}",
+                problem.describe(MAX_GITMODULES_BYTES)
+            );
+            return None;
         }
-        let Some((key, value)) = line.split_once('=') else {
+    };
+    let text = std::str::from_utf8(&bytes).ok()?;
+    crate::gitconfig::entries(text)
+        .map_err(|e| tracing::debug!("not reading .gitmodules: {e}"))
+        .ok()
+}
+
+/// `(submodule, url)` for each `.gitmodules` URL (`submodule.<name>.url`, as
+/// git lists it) that is SSH-style (`git@host:` or `ssh://git@host/`) for one
+/// of `hosts`.
+fn ssh_submodules(entries: &[crate::gitconfig::Entry], hosts: &[Origin]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (key, value) in entries {
+        let Some(submodule) = key
+            .strip_prefix("submodule.")
+            .and_then(|rest| rest.strip_suffix(".url"))
+        else {
             continue;
         };
-        if !key.trim().eq_ignore_ascii_case("url") {
-            continue;
-        }
-        let url = value.trim().trim_matches('"');
+        let url = value.trim();
         let ssh_host = url
             .strip_prefix("ssh://git@")
             .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
@@ -135,7 +153,7 @@ fn ssh_submodules(gitmodules: &str, hosts: &[Origin]) -> Vec<(String, String)> {
                 .iter()
                 .any(|o| o.hostname().eq_ignore_ascii_case(host))
         {
-            found.push((current.clone(), url.to_owned()));
+            found.push((submodule.to_owned(), url.to_owned()));
         }
     }
     found
@@ -155,6 +173,8 @@ fn print_stdout(text: &str) {
 mod tests {
     use super::*;
 
+    // Runs git: the Windows unit tests run under wine, which has no git.
+    #[cfg(unix)]
     #[test]
     fn ssh_submodule_urls_of_allowed_hosts_are_found() {
         let hosts = [Origin {
@@ -165,7 +185,8 @@ mod tests {
                           [submodule \"tools\"]\n\turl = ssh://git@bitbucket.org/acme/tools.git\n\
                           [submodule \"web\"]\n\turl = https://bitbucket.org/acme/web.git\n\
                           [submodule \"other\"]\n\turl = git@github.com:acme/other.git\n";
-        let found = ssh_submodules(gitmodules, &hosts);
+        let entries = crate::gitconfig::entries(gitmodules).expect("parsed by git");
+        let found = ssh_submodules(&entries, &hosts);
         assert_eq!(
             found,
             [

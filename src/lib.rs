@@ -6,8 +6,9 @@
 //!
 //! Module map, in the order data flows (ARCHITECTURE.md §6); a module uses
 //! only those above it:
-//! - [`secret`], [`codes`], [`fsutil`]: the one secret type; exit and problem
-//!   codes; bounded, non-blocking reads of regular files;
+//! - [`secret`], [`codes`], [`fsutil`], [`gitconfig`]: the one secret type; exit
+//!   and problem codes; bounded, non-blocking reads of regular files; git's own
+//!   parser for config text;
 //! - [`credential`]: sources (env, files, secrets dir, YAML) → credentials;
 //! - [`settings`]: raw flags + environment → validated settings, the shared set-up;
 //! - [`bitbucket`]: HTTP, REST and git probes, the diagnosis, the report;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod exec;
 pub mod export;
 pub mod fsutil;
+pub mod gitconfig;
 pub mod logging;
 pub mod manual;
 pub mod redact;

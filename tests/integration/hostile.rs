@@ -991,3 +991,52 @@ fn a_token_in_the_user_name_slot_never_reaches_the_audit_log_or_an_error() {
         &[],
     );
 }
+
+#[test]
+fn check_reads_gitmodules_bounded_without_blocking_and_with_gits_parser() {
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+    let check = |bb: &Bb| {
+        let output = bb
+            .bounded(20)
+            .args(["check", "--repo", "acme/app", "--retries", "0"])
+            .args([
+                "--api-url",
+                "http://127.0.0.1:9/2.0",
+                "--git-url",
+                "http://127.0.0.1:9",
+            ])
+            .output()
+            .expect("run");
+        Run::from(output)
+    };
+    // A FIFO (open would wait for a writer) and a link to /dev/zero (an
+    // endless read): skipped, and check ends with its own verdict.
+    let gitmodules = bb.path(".gitmodules");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&gitmodules)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let run = check(&bb);
+    assert_eq!(run.code(), 5, "a FIFO: {}", run.describe());
+    std::fs::remove_file(&gitmodules).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &gitmodules).expect("symlink");
+    let run = check(&bb);
+    assert_eq!(run.code(), 5, "/dev/zero: {}", run.describe());
+    std::fs::remove_file(&gitmodules).expect("rm");
+    // What git reads is what is checked: a one-line section and a comment.
+    std::fs::write(
+        &gitmodules,
+        "[submodule \"lib\"] url = git@127.0.0.1:acme/lib.git ; moved to ssh\n",
+    )
+    .expect("write");
+    let run = check(&bb);
+    assert!(
+        run.stdout
+            .contains("submodule lib in .gitmodules uses the SSH URL git@127.0.0.1:acme/lib.git:"),
+        "{}",
+        run.describe()
+    );
+}
