@@ -65,6 +65,11 @@ pub enum Refusal {
     #[error("the command this broker served has exited; it answers no one any more")]
     Ended,
     #[error(
+        "the path git sent ({0}) does not name a repository as WORKSPACE/SLUG (ASCII letters, \
+         digits, `-`, `_` and `.`)"
+    )]
+    NotARepository(String),
+    #[error(
         "the host {0} is not in the form git and curl agree on (a lower-case name, a dotted \
          IPv4 address or a bracketed IPv6 address, and an optional port)"
     )]
@@ -90,6 +95,7 @@ impl Refusal {
             Refusal::NoRepositoryWithAllowList => "no-repository-with-allow-list",
             Refusal::UnsafePath(_) => "path-not-canonical",
             Refusal::Ended => "broker-ended",
+            Refusal::NotARepository(_) => "path-names-no-repository",
             Refusal::UnsafeHost(_) => "host-not-canonical",
         }
     }

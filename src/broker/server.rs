@@ -416,8 +416,15 @@ async fn decide(state: &State, request: &Request, routed: &mut Routed) -> Result
     // Read once: the same value is routed, checked and audited.
     routed.repository = policy::request_repository(request.path.as_deref())?;
     let repo = routed.repository.as_ref();
-    policy::check_allowed(&state.limits.allow_repos, repo)?;
-    let index = state.vault.route(repo)?;
+    // A path that names no repository is not a missing path: say which.
+    let named = |refusal: Refusal| match (&refusal, repo, request.path.as_deref()) {
+        (Refusal::NoRepository | Refusal::NoRepositoryWithAllowList, None, Some(path)) => {
+            Refusal::NotARepository(path.chars().take(200).collect())
+        }
+        _ => refusal,
+    };
+    policy::check_allowed(&state.limits.allow_repos, repo).map_err(named)?;
+    let index = state.vault.route(repo).map_err(named)?;
     routed.entry = Some(index);
     let entry = &state.vault.entries[index];
     policy::check_allowed(&entry.allow, repo).map_err(|refusal| match refusal {

@@ -125,7 +125,7 @@ pub(super) fn load(path: &Path, reader: &Reader<'_>) -> Result<CredentialSet, Co
     let raw: RawConfig =
         serde_saphyr::from_str_with_options(&text, options).map_err(|e| ConfigError::Syntax {
             path: shown.clone(),
-            message: without_quoted_values(&e.to_string()),
+            message: without_quoted_values(&without_parser_advice(&e.to_string())),
         })?;
     let invalid = |message: String| ConfigError::Invalid {
         path: shown.clone(),
@@ -356,6 +356,21 @@ fn describe(scope: &Scope) -> String {
 /// Removes quoted scalars from a parser message: serde quotes the offending
 /// value in type errors, and that value may be a secret. Short identifiers in
 /// backticks (field and variant names) are kept, since they are the useful part.
+/// The parser's message without advice meant for programmers
+/// (", set DuplicateKeyPolicy in Options if acceptable"): a user cannot act on
+/// it, and a key may appear once only.
+fn without_parser_advice(message: &str) -> String {
+    const ADVICE: &str = ", set DuplicateKeyPolicy in Options if acceptable";
+    match message.find(ADVICE) {
+        Some(at) => format!(
+            "{} (each key may appear once){}",
+            &message[..at],
+            &message[at + ADVICE.len()..]
+        ),
+        None => message.to_owned(),
+    }
+}
+
 fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

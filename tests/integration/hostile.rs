@@ -1040,3 +1040,28 @@ fn check_reads_gitmodules_bounded_without_blocking_and_with_gits_parser() {
         run.describe()
     );
 }
+
+#[test]
+fn a_path_that_names_no_repository_is_said_to_be_one() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    let script = format!(
+        "printf 'protocol=http\\nhost=127.0.0.1:{}\\npath=acme/app.git;evil/x\\n\\n' | \"$GIT\" credential fill",
+        agent.server.port()
+    );
+    let run = agent.exec(&["--allow-repo", "acme/app", "--audit-log", "-"], &script);
+    assert!(!run.stdout.contains("password="), "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("(acme/app.git;evil/x) does not name a repository")
+            && !run.stderr.contains("credential.useHttpPath is off"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr
+            .contains("\"reason\":\"path-names-no-repository\""),
+        "{}",
+        run.describe()
+    );
+}
