@@ -123,6 +123,25 @@ pub(super) fn not_a_git_server(
     )
 }
 
+/// The LFS batch API answered 200 with something that is not its JSON
+/// (a login page, a proxy's HTML): LFS was not proven.
+pub(super) fn not_an_lfs_server(
+    git_url: &impl std::fmt::Display,
+    content_type: Option<&str>,
+    repo: &RepoRef,
+) -> Problem {
+    Problem::error(
+        ProblemCode::UnexpectedResponse,
+        format!(
+            "{git_url} did not answer like a Git LFS server for {repo} (HTTP 200, content type {}, \
+             not a JSON batch reply)",
+            content_type.unwrap_or("none")
+        ),
+        "check --git-url and any proxy in front of it: the LFS batch API answers JSON \
+         (application/vnd.git-lfs+json)",
+    )
+}
+
 /// The LFS batch API answered 404 where git itself works.
 pub(super) fn lfs_unavailable(repo: &RepoRef) -> Problem {
     Problem::error(

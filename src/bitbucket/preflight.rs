@@ -587,7 +587,19 @@ impl Preflight {
                 );
                 Verdict::Unknown
             }
-            Ok(reply) if reply.status == 200 => Verdict::Ok,
+            Ok(reply) if reply.status == 200 && is_lfs_batch_reply(&reply) => Verdict::Ok,
+            Ok(reply) if reply.status == 200 => {
+                let content_type = reply
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok());
+                report.push(
+                    diagnosis::not_an_lfs_server(&self.endpoints.git, content_type, repo)
+                        .for_repository(repo)
+                        .for_credential(probing.name()),
+                );
+                Verdict::Unknown
+            }
             Ok(reply) if reply.status == 404 => {
                 report.push(
                     diagnosis::lfs_unavailable(repo)
@@ -602,6 +614,14 @@ impl Preflight {
             }
         }
     }
+}
+
+/// Whether a 200 from the LFS batch endpoint is its JSON: an object (the
+/// reply to an empty download batch has `objects`), whatever the content
+/// type's parameters.
+fn is_lfs_batch_reply(reply: &Reply) -> bool {
+    serde_json::from_slice::<serde_json::Value>(&reply.body)
+        .is_ok_and(|v| v.as_object().is_some_and(|o| o.contains_key("objects")))
 }
 
 fn summary(credential: &Credential) -> CredentialSummary {

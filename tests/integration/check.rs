@@ -1177,6 +1177,31 @@ async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
         run.describe()
     );
 
+    // A login page where the batch API should be: not "lfs ok".
+    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN).lfs_login_page()).await;
+    bb::on_get(
+        &w.api,
+        "repositories/acme/app",
+        None,
+        authenticated(bb::private_repository(), "repo_access_token"),
+    )
+    .await;
+    let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
+    assert_ne!(run.code(), 0, "{}", run.describe());
+    assert_ne!(
+        run.json()["repositories"][0]["lfs"],
+        "ok",
+        "{}",
+        run.describe()
+    );
+    let problem = run.problem("unexpected-response");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Git LFS server") && m.contains("text/html")),
+        "{problem}"
+    );
+
     // A server without LFS: git works, LFS answers 404.
     let w = app_world().await;
     let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);

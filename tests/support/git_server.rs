@@ -76,6 +76,9 @@ struct Config {
     /// Requests whose path starts with `.0` are answered `301` to `.1` followed
     /// by the rest of the path and the query; only authenticated ones when `.2`.
     redirects: Vec<(String, String, bool)>,
+    /// The LFS batch API answers 200 with an HTML login page (a proxy or SSO
+    /// in front of the server).
+    lfs_login_page: bool,
 }
 
 pub struct GitServerBuilder {
@@ -129,6 +132,12 @@ impl GitServerBuilder {
         self.config
             .redirects
             .push((prefix.into(), target.into(), true));
+        self
+    }
+
+    /// The LFS batch API answers 200 with an HTML login page.
+    pub fn lfs_login_page(mut self) -> Self {
+        self.config.lfs_login_page = true;
         self
     }
 
@@ -300,6 +309,14 @@ async fn handle(
             }
             return Ok(response);
         }
+    }
+    if config.lfs_login_page && path.contains("/info/lfs/") {
+        let mut response = text(StatusCode::OK, "<html><body>Sign in</body></html>");
+        response.headers_mut().insert(
+            "content-type",
+            "text/html; charset=utf-8".parse().expect("header"),
+        );
+        return Ok(response);
     }
     if let Some(anonymous) = config.lfs_anonymous
         && path.contains("/info/lfs/")
