@@ -50,6 +50,10 @@ impl ClientError {
     }
 }
 
+/// How long a front door waits for the broker's answer. A renewal the broker
+/// makes for a request must end well within it (`renew::RENEWAL_DEADLINE`).
+pub const FRONT_DOOR_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends `request` to the broker named by the environment.
 pub fn ask(build: impl FnOnce(Secret) -> Request) -> Result<Answer, ClientError> {
     let socket = std::env::var_os(ENV_SOCKET).ok_or(ClientError::NoBroker)?;

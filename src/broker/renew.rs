@@ -47,7 +47,20 @@ pub enum RenewError {
     NoToken,
     #[error("the OAuth token expired and a new one could not be minted: {0}")]
     Mint(#[from] crate::bitbucket::MintError),
+    /// A renewal failed moments ago: its outcome is reused, not tried again
+    /// by every request queued behind it.
+    #[error("the OAuth token expired and a new one could not be minted: {0}")]
+    MintFailedRecently(String),
 }
+
+/// The longest a renewal may take, retries included: well within the front
+/// door's wait for an answer (`client::FRONT_DOOR_TIMEOUT`), so a token
+/// endpoint that never answers costs a request a refusal or the still-valid
+/// token, never a front door that gives up.
+pub const RENEWAL_DEADLINE: Duration = Duration::from_secs(20);
+
+/// After a failed renewal, requests within this long reuse its outcome.
+const FAILURE_HOLD: Duration = Duration::from_secs(10);
 
 /// A file's identity and version (`sys::FileStamp`), if it exists now.
 fn stamp_of(file: &SecretFile) -> Option<crate::sys::FileStamp> {
@@ -64,6 +77,8 @@ struct State {
     stamp: Option<crate::sys::FileStamp>,
     /// git said the current OAuth token was rejected: mint before serving.
     stale: bool,
+    /// The last failed renewal: when, and why (reused for `FAILURE_HOLD`).
+    failed: Option<(std::time::Instant, String)>,
     warned_invalid: bool,
     warned_rejected: bool,
 }
@@ -101,6 +116,7 @@ impl Live {
                 lifetime: bearer_lifetime.map(|(_, l)| l),
                 stamp,
                 stale: false,
+                failed: None,
                 warned_invalid: false,
                 warned_rejected: false,
             }),
@@ -230,6 +246,23 @@ impl Live {
         if !(due || state.stale || state.current.is_none()) {
             return Ok(());
         }
+        // Still valid now (checked again after a failed exchange, which may
+        // have taken long enough for it to expire).
+        let still_valid = |state: &State| {
+            !state.stale
+                && state.current.is_some()
+                && state.expires_at.is_none_or(|at| SystemTime::now() < at)
+        };
+        if let Some((when, why)) = &state.failed
+            && when.elapsed() < FAILURE_HOLD
+        {
+            if still_valid(state) {
+                return Ok(());
+            }
+            let why = why.clone();
+            state.current = None;
+            return Err(RenewError::MintFailedRecently(why));
+        }
         match minter.mint().await {
             Ok(bearer) => {
                 self.publish(&bearer.token);
@@ -242,13 +275,12 @@ impl Live {
                 state.lifetime = bearer.lifetime;
                 state.current = Some(bearer.token);
                 state.stale = false;
+                state.failed = None;
                 Ok(())
             }
             Err(e) => {
-                let still_valid = !state.stale
-                    && state.current.is_some()
-                    && state.expires_at.is_none_or(|at| now < at);
-                if still_valid {
+                state.failed = Some((std::time::Instant::now(), e.to_string()));
+                if still_valid(state) {
                     tracing::warn!(
                         credential = %self.name,
                         "{e}; serving the current OAuth token until it expires"
@@ -322,16 +354,21 @@ impl SecretSpec {
             RenewalSpec::Fixed => Renewal::Fixed,
             RenewalSpec::File { file, kind } => Renewal::File { file, kind },
             RenewalSpec::Mint {
-                http,
+                mut http,
                 url,
                 client_id,
                 client_secret,
-            } => Renewal::Mint(Box::new(TokenMinter::new(
-                http,
-                url,
-                client_id,
-                client_secret,
-            ))),
+            } => {
+                // A request waits for the renewal: it must end before the
+                // front door stops waiting.
+                http.deadline = http.deadline.min(RENEWAL_DEADLINE);
+                Renewal::Mint(Box::new(TokenMinter::new(
+                    http,
+                    url,
+                    client_id,
+                    client_secret,
+                )))
+            }
         };
         Live::new(name, usernames, self.initial, self.minted, renewal)
     }
@@ -507,6 +544,63 @@ mod tests {
             .await;
         assert_eq!(served(&live).await, "FAKE-minted-token-1-0000000000");
         assert_eq!(endpoint.exchanges.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_renewal_ends_well_before_the_front_door_stops_waiting() {
+        assert!(
+            RENEWAL_DEADLINE + Duration::from_secs(5) <= super::super::client::FRONT_DOOR_TIMEOUT
+        );
+    }
+
+    /// A token endpoint that never answers: the renewal gives up at its
+    /// deadline, the still-valid token is served, and requests queued behind
+    /// the failure reuse its outcome instead of each waiting out a renewal.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_silent_token_endpoint_costs_one_renewal_and_never_an_expired_token() {
+        let endpoint = token_endpoint(200, 7200, Duration::from_secs(3600)).await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let live_with = |minted_ago: Duration, lifetime: Duration| {
+            Arc::new(
+                SecretSpec {
+                    initial: Some(Secret::new("FAKE-minted-token-0-0000000000".into())),
+                    minted: Some((SystemTime::now() - minted_ago, lifetime)),
+                    renewal: RenewalSpec::Mint {
+                        http: HttpSettings {
+                            retries: 3,
+                            timeout: Duration::from_secs(60),
+                            deadline: Duration::from_millis(600),
+                            ..HttpSettings::default()
+                        },
+                        url: Endpoint::parse("--token-url", &endpoint.server.uri()).expect("url"),
+                        client_id: "consumer".into(),
+                        client_secret: Secret::new("FAKE-client-secret-000000".into()),
+                    },
+                }
+                .start("oauth".into(), vec!["x-token-auth".into()]),
+            )
+        };
+        // Due, not expired: five queued requests get the current token, after
+        // one attempt.
+        let due = live_with(Duration::from_secs(7100), Duration::from_secs(7200));
+        let asks: Vec<_> = (0..5)
+            .map(|_| {
+                let live = due.clone();
+                tokio::spawn(async move { served(&live).await })
+            })
+            .collect();
+        for ask in asks {
+            assert_eq!(ask.await.expect("join"), "FAKE-minted-token-0-0000000000");
+        }
+        assert_eq!(endpoint.exchanges.load(Ordering::SeqCst), 1);
+        // A token that expires while the exchange hangs is not served after it.
+        let expiring = live_with(Duration::from_millis(7_199_700), Duration::from_secs(7200));
+        let error = expiring.serve().await.err().expect("refused").to_string();
+        assert!(error.contains("could not be minted"), "{error}");
+        // And the request right after reuses that failure: no second wait.
+        let error = expiring.serve().await.err().expect("refused").to_string();
+        assert!(error.contains("could not be minted"), "{error}");
+        assert_eq!(endpoint.exchanges.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread")]

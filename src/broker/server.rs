@@ -470,7 +470,8 @@ async fn decide(state: &State, request: &Request, routed: &mut Routed) -> Result
     // Renewed (re-minted, re-read) before it is counted and handed out.
     let served = live.serve().await.map_err(|e| match e {
         super::renew::RenewError::NoToken => Refusal::NoToken,
-        renewal @ super::renew::RenewError::Mint(_) => Refusal::Renewal(renewal.to_string()),
+        renewal @ (super::renew::RenewError::Mint(_)
+        | super::renew::RenewError::MintFailedRecently(_)) => Refusal::Renewal(renewal.to_string()),
     })?;
     let counted = state
         .uses
