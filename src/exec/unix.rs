@@ -90,11 +90,24 @@ impl Supervisor {
 
     pub fn new() -> std::io::Result<Self> {
         let mut forwarded = Vec::new();
+        // Every signal whose default would end us without cleanup (the
+        // socket directory left, the child orphaned) and that can be caught:
+        // forwarded to the child, whose exit we then wait for as usual.
         for (ours, kind) in [
             (Signal::INT, SignalKind::interrupt()),
             (Signal::TERM, SignalKind::terminate()),
             (Signal::HUP, SignalKind::hangup()),
             (Signal::QUIT, SignalKind::quit()),
+            (Signal::USR1, SignalKind::user_defined1()),
+            (Signal::USR2, SignalKind::user_defined2()),
+            (Signal::ALARM, SignalKind::alarm()),
+            (Signal::XCPU, SignalKind::from_raw(Signal::XCPU.as_raw())),
+            (Signal::XFSZ, SignalKind::from_raw(Signal::XFSZ.as_raw())),
+            (
+                Signal::VTALARM,
+                SignalKind::from_raw(Signal::VTALARM.as_raw()),
+            ),
+            (Signal::PROF, SignalKind::from_raw(Signal::PROF.as_raw())),
         ] {
             forwarded.push((ours, signal(kind)?));
         }

@@ -1065,3 +1065,44 @@ fn a_path_that_names_no_repository_is_said_to_be_one() {
         run.describe()
     );
 }
+
+#[test]
+fn every_catchable_terminating_signal_reaches_the_child_and_nothing_is_left_behind() {
+    use std::io::Read as _;
+    for (name, code) in [("USR1", 10), ("USR2", 12), ("ALRM", 14)] {
+        let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+        let mut child = bb
+            .command()
+            .args(["exec", "--no-preflight", "--", "sh", "-c"])
+            .arg(format!(
+                "trap 'echo got-{name}; exit {}' {name}; echo ready; while :; do sleep 0.05; done",
+                128 + code
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut ready = [0u8; 6];
+        stdout.read_exact(&mut ready).expect("ready");
+        let runtime_dirs = || {
+            std::fs::read_dir(bb.dir.path())
+                .expect("readdir")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("bbi-"))
+                .count()
+        };
+        assert_eq!(runtime_dirs(), 1);
+        std::process::Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let status = child.wait().expect("wait");
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).expect("read");
+        assert_eq!(status.code(), Some(128 + code), "{name}: {rest}");
+        assert!(rest.contains(&format!("got-{name}")), "{name}: {rest}");
+        assert_eq!(runtime_dirs(), 0, "{name}: runtime directory left behind");
+    }
+}
