@@ -431,7 +431,8 @@ fn a_rotated_secret_file_is_masked_before_git_asks_for_it() {
     let [ready, print] = ["ready", "print"].map(|m| bb.path(m).display().to_string());
     // The build never runs git: it only prints the file once it changed.
     let script = format!(
-        "touch {ready}; while [ ! -e {print} ]; do sleep 0.02; done; echo \"now=$(cat {token})\"",
+        "touch {ready}; i=0; while [ ! -e {print} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done; \
+         echo \"now=$(cat {token})\"",
         token = token.display()
     );
     let mut child = bb
@@ -1075,7 +1076,8 @@ fn every_catchable_terminating_signal_reaches_the_child_and_nothing_is_left_behi
             .command()
             .args(["exec", "--no-preflight", "--", "sh", "-c"])
             .arg(format!(
-                "trap 'echo got-{name}; exit {}' {name}; echo ready; while :; do sleep 0.05; done",
+                "trap 'echo got-{name}; exit {}' {name}; echo ready; i=0; \
+                 while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
                 128 + code
             ))
             .stdin(Stdio::null())
