@@ -17,9 +17,22 @@ use super::policy::Refusal;
 use super::protocol::{Request, Want};
 use super::transport::User;
 
-/// Where the records go: a file opened for appending (created 0600), or stderr.
-pub enum AuditLog {
-    File(Mutex<std::fs::File>),
+/// Where the records go: a file opened for appending (created 0600), or
+/// stderr; and how many records could not be written.
+pub struct AuditLog {
+    target: Target,
+    /// Records that could not be written (a full disk, a closed stderr, a
+    /// log that could not be opened again).
+    lost: std::sync::atomic::AtomicU64,
+}
+
+enum Target {
+    /// The file, and its path: a log deleted or replaced under us (`git clean
+    /// -fdx` in the workspace) is opened again at the path.
+    File {
+        path: PathBuf,
+        file: Mutex<std::fs::File>,
+    },
     Stderr,
 }
 
@@ -29,11 +42,18 @@ impl AuditLog {
     /// another user's, or open to other users (`sys::open_private_append`).
     /// The error is a clause naming why.
     pub fn open(target: &Path) -> Result<Self, String> {
-        if target == Path::new("-") {
-            return Ok(AuditLog::Stderr);
-        }
-        let file = crate::sys::open_private_append(target)?;
-        Ok(AuditLog::File(Mutex::new(file)))
+        let target = if target == Path::new("-") {
+            Target::Stderr
+        } else {
+            Target::File {
+                path: target.to_path_buf(),
+                file: Mutex::new(crate::sys::open_private_append(target)?),
+            }
+        };
+        Ok(Self {
+            target,
+            lost: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// Appends one record as one line, in one write. Every field passes
@@ -63,26 +83,60 @@ impl AuditLog {
     fn write(&self, line: Vec<u8>) {
         let mut line = crate::redact::redact_own(&line).into_owned();
         line.push(b'\n');
-        match self {
-            AuditLog::File(file) => {
-                if let Ok(mut file) = file.lock() {
-                    let _ = file.write_all(&line);
-                }
-            }
-            AuditLog::Stderr => {
-                let _ = std::io::stderr().lock().write_all(&line);
+        let written = match &self.target {
+            Target::File { path, file } => match file.lock() {
+                Ok(mut file) => reopen_if_moved(path, &mut file)
+                    .and_then(|()| file.write_all(&line).map_err(|e| e.to_string())),
+                Err(_) => Err("the log's lock was poisoned".to_owned()),
+            },
+            Target::Stderr => std::io::stderr()
+                .lock()
+                .write_all(&line)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = written {
+            let before = self.lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if before == 0 {
+                tracing::warn!(
+                    "an audit record could not be written ({reason}); records are being lost, \
+                     and the run will fail at its end"
+                );
             }
         }
     }
 
+    /// How many records could not be written.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Flushes a file to disk.
     pub fn sync(&self) {
-        if let AuditLog::File(file) = self
+        if let Target::File { file, .. } = &self.target
             && let Ok(file) = file.lock()
         {
             let _ = file.sync_all();
         }
     }
+}
+
+/// Opens the log again when the file we hold was deleted, or the path now
+/// names another file: records go where the path says, never into an
+/// unlinked inode. The new file passes the same checks as at start.
+fn reopen_if_moved(path: &Path, file: &mut std::fs::File) -> Result<(), String> {
+    let held = file.metadata().map_err(|e| e.to_string())?;
+    let current = std::fs::symlink_metadata(path).ok();
+    let moved = crate::sys::unlinked(&held)
+        || current.is_none_or(|now| !crate::sys::same_file(&held, &now));
+    if moved {
+        *file = crate::sys::open_private_append(path)
+            .map_err(|reason| format!("it was deleted or replaced, and {reason}"))?;
+        tracing::warn!(
+            "the audit log {} was deleted or replaced during the run; writing to it anew",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The process that asked, from the socket's peer credentials: the front
@@ -417,6 +471,40 @@ mod tests {
             tally.summary(),
             "credential answered 3× for acme/app, acme/lib; refused 1× (acme/other: repository-not-allowed)"
         );
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_counted_and_a_deleted_log_is_opened_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).expect("open");
+        let req = request(Some("acme/app.git"));
+        let peer = Peer::of(&super::super::transport::Peer {
+            pid: None,
+            user: User::Uid(0),
+        });
+        let decision = Decision {
+            request: &req,
+            granted: true,
+            refusal: None,
+            repository: None,
+            credential: None,
+            peer: &peer,
+        };
+        log.record(&decision);
+        // The build deletes it (`git clean -fdx`): the next record is at the path.
+        std::fs::remove_file(&path).expect("rm");
+        log.record(&decision);
+        let text = std::fs::read_to_string(&path).expect("reopened");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(log.lost(), 0);
+        // A log that cannot be written: counted.
+        if let Target::File { file, .. } = &log.target {
+            *file.lock().expect("lock") = std::fs::File::open(&path).expect("read-only");
+        }
+        log.record(&decision);
+        log.record(&decision);
+        assert_eq!(log.lost(), 2);
     }
 
     #[test]

@@ -255,6 +255,11 @@ impl Broker {
         }
     }
 
+    /// How many audit records could not be written.
+    pub fn audit_records_lost(&self) -> u64 {
+        self.state.audit.as_ref().map_or(0, |a| a.lost())
+    }
+
     /// Resolves when the broker was revoked, or (detached) used up.
     pub async fn stopped(&self) {
         self.state.stop.notified().await;

@@ -236,8 +236,22 @@ pub async fn run(args: &ExecArgs, env: &dyn Environment) -> Result<Exit, Error> 
     tracing::info!(uses = broker.uses(), "child exited; broker stops");
     tracing::info!("{}", broker.summary());
     broker.sync_audit();
+    let lost = broker.audit_records_lost();
     drop(broker);
     drop(endpoint);
+    if lost > 0 {
+        // An audit trail with holes is not a passing step: the command's own
+        // failure wins, a success becomes exit 2.
+        crate::error::print_error(
+            &format!("{lost} audit record(s) could not be written to --audit-log"),
+            Some(
+                "check the disk and the path of --audit-log; the records missing are not anywhere else",
+            ),
+        );
+        if status == Exit::Child(0) {
+            return Ok(Exit::Usage);
+        }
+    }
     Ok(status)
 }
 

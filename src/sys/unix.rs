@@ -89,6 +89,16 @@ pub fn open_private_append(path: &Path) -> Result<File, String> {
     Ok(file)
 }
 
+/// Whether the file was deleted (no name links to it any more).
+pub fn unlinked(metadata: &Metadata) -> bool {
+    metadata.nlink() == 0
+}
+
+/// Whether two metadata are of the same file (device and inode).
+pub fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
 /// Whether the file or directory belongs to the user we run as.
 pub fn owned_by_us(metadata: &Metadata) -> bool {
     metadata.uid() == rustix::process::geteuid().as_raw()

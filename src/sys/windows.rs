@@ -20,6 +20,18 @@ pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Not known from the metadata on Windows (access is by ACL).
+/// Not known through std on Windows (a file open there cannot be deleted
+/// unless opened for it): never.
+pub fn unlinked(_metadata: &Metadata) -> bool {
+    false
+}
+
+/// File identity is not in std's metadata on Windows, and a file bbinject
+/// holds open cannot be deleted or renamed over there: taken as the same.
+pub fn same_file(_a: &Metadata, _b: &Metadata) -> bool {
+    true
+}
+
 /// Ownership is not inspected on Windows (ACLs decide; see SECURITY.md).
 pub fn owned_by_us(_metadata: &Metadata) -> bool {
     true

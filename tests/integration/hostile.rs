@@ -1108,3 +1108,48 @@ fn every_catchable_terminating_signal_reaches_the_child_and_nothing_is_left_behi
         assert_eq!(runtime_dirs(), 0, "{name}: runtime directory left behind");
     }
 }
+
+#[test]
+fn audit_records_are_never_lost_without_a_word() {
+    let git = crate::support::gits_on_path()[0].clone();
+    let agent = Agent::new(&git);
+    let log = agent.bb.path("audit.jsonl");
+    let ls_remote = format!(
+        "\"$GIT\" ls-remote -q {}/acme/app.git >/dev/null",
+        agent.server.url()
+    );
+    // The build deletes the log mid-run (`git clean -fdx`): later records
+    // are at the path again, not in an unlinked inode.
+    let run = agent.exec(
+        &["--audit-log", &log.display().to_string()],
+        &format!(
+            "{ls_remote} && rm {log} && {ls_remote}",
+            log = log.display()
+        ),
+    );
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    let text = std::fs::read_to_string(&log).expect("the log is there again");
+    assert!(text.contains("\"decision\":\"granted\""), "{text}");
+    assert!(
+        run.stderr.contains("deleted or replaced"),
+        "{}",
+        run.describe()
+    );
+    std::fs::remove_file(&log).expect("rm");
+    // The path cannot be written again: a warning at once, and the step fails.
+    let run = agent.exec(
+        &["--audit-log", &log.display().to_string()],
+        &format!(
+            "rm {log} && mkdir {log} && {ls_remote} && echo cloned",
+            log = log.display()
+        ),
+    );
+    assert!(run.stdout.contains("cloned"), "{}", run.describe());
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("records are being lost")
+            && run.stderr.contains("audit record(s) could not be written"),
+        "{}",
+        run.describe()
+    );
+}
