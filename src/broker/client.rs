@@ -81,20 +81,31 @@ fn ask_at(
                     socket: shown.clone(),
                 }
             }
-            kind => no_answer(kind.to_string()),
+            kind => no_answer(io_clause(kind)),
         })?;
     stream
         .write_all(encoded.as_bytes())
-        .map_err(|e| no_answer(e.kind().to_string()))?;
+        .map_err(|e| no_answer(io_clause(e.kind())))?;
     let mut raw = zeroize::Zeroizing::new(Vec::new());
     stream
         .take(MAX_MESSAGE_BYTES as u64 + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| no_answer(e.kind().to_string()))?;
+        .map_err(|e| no_answer(io_clause(e.kind())))?;
     if raw.is_empty() {
         return Err(no_answer("it closed the connection".into()));
     }
     Ok(Answer::decode(&raw)?)
+}
+
+/// A transport failure as a clause a person reads: a read that timed out is
+/// "no answer within 30 s", not the OS's "operation would block".
+fn io_clause(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no answer within {} s", FRONT_DOOR_TIMEOUT.as_secs())
+        }
+        kind => kind.to_string(),
+    }
 }
 
 /// Ends the broker named by the environment (`bbinject export --revoke`).
@@ -520,6 +531,17 @@ mod tests {
                 parse_prompt(prompt)
             );
         }
+    }
+
+    #[test]
+    fn a_read_that_timed_out_says_so() {
+        for kind in [std::io::ErrorKind::WouldBlock, std::io::ErrorKind::TimedOut] {
+            assert_eq!(io_clause(kind), "no answer within 30 s");
+        }
+        assert_eq!(
+            io_clause(std::io::ErrorKind::ConnectionReset),
+            std::io::ErrorKind::ConnectionReset.to_string()
+        );
     }
 
     #[test]
