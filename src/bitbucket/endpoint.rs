@@ -25,6 +25,8 @@ pub enum EndpointError {
     PlainHttp { flag: &'static str, value: String },
     #[error("{flag} `{value}` must not contain a username or password")]
     Userinfo { flag: &'static str, value: String },
+    #[error("{flag} `{value}` is not one host: a path, query or wildcard would be ignored")]
+    NotAHost { flag: &'static str, value: String },
 }
 
 impl EndpointError {
@@ -41,6 +43,10 @@ impl EndpointError {
                 "credentials never go in URLs; bbinject reads them from BITBUCKET_* variables"
                     .into()
             }
+            EndpointError::NotAHost { flag, .. } => format!(
+                "give {flag} as host, host:port or https://host[:port], once per host (the broker \
+                 compares hosts exactly: `*.example.com` would match nothing)"
+            ),
         }
     }
 }
@@ -84,6 +90,21 @@ fn example(flag: &str) -> &'static str {
         "--token-url" => DEFAULT_TOKEN_URL,
         _ => DEFAULT_GIT_URL,
     }
+}
+
+/// `value` as `--host` gives it: one host, with an optional scheme and port,
+/// and nothing that would be dropped or read as a pattern (a path, query,
+/// fragment, or `*`).
+pub fn check_host_only(flag: &'static str, value: &str) -> Result<(), EndpointError> {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '*']) {
+        return Err(EndpointError::NotAHost {
+            flag,
+            value: shown_value(value),
+        });
+    }
+    Ok(())
 }
 
 /// A checked base URL, without a trailing slash.

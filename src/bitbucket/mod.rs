@@ -15,7 +15,10 @@ mod oauth;
 mod preflight;
 mod report;
 
-pub use endpoint::{Endpoint, EndpointError, Endpoints, is_loopback_host};
+pub use endpoint::{
+    Endpoint, EndpointError, Endpoints, check_host_only as endpoint_check_host_only,
+    is_loopback_host,
+};
 
 /// The built-in endpoint URLs (Bitbucket Cloud).
 pub mod endpoint_defaults {

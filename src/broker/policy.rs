@@ -253,6 +253,7 @@ impl AllowList {
     /// Adds a `--host`: `host`, `host:port` or a URL (`https://…`, or
     /// `http://` for a loopback host).
     pub fn add(&mut self, value: &str) -> Result<(), EndpointError> {
+        crate::bitbucket::endpoint_check_host_only("--host", value)?;
         let url = if value.contains("://") {
             value.to_owned()
         } else {
@@ -433,6 +434,19 @@ mod tests {
             "http to a remote host"
         );
         assert!(list.add("http://localhost:7990").is_ok());
+        // One host, or an error: never a pattern or a path silently dropped.
+        for bad in [
+            "*.bitbucket.org",
+            "https://*.example.com",
+            "git.example.com/path?q",
+            "https://git.example.com/x",
+        ] {
+            assert!(
+                matches!(list.add(bad), Err(EndpointError::NotAHost { .. })),
+                "{bad}"
+            );
+        }
+        assert!(list.add("https://git.example.com/").is_ok());
         assert!(list.add("bitbucket.example.com").is_ok());
         assert!(list.check("https", "bitbucket.example.com").is_ok());
         assert!(list.check("http", "localhost:7990").is_ok());
