@@ -65,17 +65,27 @@ pub async fn exchange(
 pub fn take_access_token(reply: &mut Reply) -> Result<super::oauth::Bearer, TokenReplyProblem> {
     #[derive(Deserialize)]
     struct TokenReply {
-        access_token: String,
-        expires_in: Option<u64>,
+        access_token: Option<String>,
+        /// Seconds, as a number or a string of digits; anything else (a
+        /// negative, a float, an absurd size) is a lifetime we do not know.
+        expires_in: Option<serde_json::Value>,
     }
-    let parsed = serde_json::from_slice::<TokenReply>(&reply.body).ok();
+    let parsed = serde_json::from_slice::<TokenReply>(&reply.body);
     zeroize::Zeroize::zeroize(&mut reply.body);
-    let parsed = parsed
-        .filter(|t| !t.access_token.is_empty())
+    let parsed = parsed.map_err(|e| {
+        if e.to_string().contains("duplicate field") {
+            TokenReplyProblem::Unreadable("two access_token (or expires_in) fields")
+        } else {
+            TokenReplyProblem::Unreadable("a body that is not a JSON token reply")
+        }
+    })?;
+    let access_token = parsed
+        .access_token
+        .filter(|t| !t.is_empty())
         .ok_or(TokenReplyProblem::Missing)?;
     // Validated like any other secret: a line break or NUL would be stored and
     // break every later answer to git (and could inject a helper field).
-    let token = Secret::new(parsed.access_token);
+    let token = Secret::new(access_token);
     if let Some(c) = token
         .expose()
         .chars()
@@ -91,9 +101,31 @@ pub fn take_access_token(reply: &mut Reply) -> Result<super::oauth::Bearer, Toke
     }
     Ok(super::oauth::Bearer {
         token,
-        lifetime: parsed.expires_in.map(std::time::Duration::from_secs),
+        lifetime: parsed
+            .expires_in
+            .as_ref()
+            .and_then(lifetime_secs)
+            .map(std::time::Duration::from_secs),
         minted_at: std::time::SystemTime::now(),
     })
+}
+
+/// `expires_in` as seconds: a whole number, a string of digits, or a
+/// non-negative float (rounded down); at most ten years. Anything else is an
+/// unknown lifetime (the token is then renewed only when git reports it
+/// rejected).
+fn lifetime_secs(value: &serde_json::Value) -> Option<u64> {
+    const MAX: u64 = 10 * 365 * 24 * 3600;
+    let secs = match value {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f <= MAX as f64)
+                .map(|f| f as u64)
+        })?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (secs <= MAX).then_some(secs)
 }
 
 /// Why a token endpoint's 200 gave no usable token.
@@ -101,6 +133,8 @@ pub fn take_access_token(reply: &mut Reply) -> Result<super::oauth::Bearer, Toke
 pub enum TokenReplyProblem {
     /// No `access_token` (or an empty one).
     Missing,
+    /// Not a token reply we can read: this (never the body itself).
+    Unreadable(&'static str),
     /// An `access_token` holding this (never shown itself).
     Unusable(&'static str),
 }
@@ -281,6 +315,49 @@ mod tests {
             );
             assert!(reply.body.iter().all(|b| *b == 0));
         }
+        for (body, lifetime) in [
+            (
+                r#"{"access_token": "ATCTT3xFAKE-t", "expires_in": -1}"#,
+                None,
+            ),
+            (
+                r#"{"access_token": "ATCTT3xFAKE-t", "expires_in": 1e30}"#,
+                None,
+            ),
+            (
+                r#"{"access_token": "ATCTT3xFAKE-t", "expires_in": "7200"}"#,
+                Some(7200),
+            ),
+            (
+                r#"{"access_token": "ATCTT3xFAKE-t", "expires_in": 7200.5}"#,
+                Some(7200),
+            ),
+            (
+                r#"{"access_token": "ATCTT3xFAKE-t", "expires_in": null}"#,
+                None,
+            ),
+        ] {
+            let mut reply = Reply {
+                status: 200,
+                headers: Default::default(),
+                body: body.as_bytes().to_vec(),
+                attempts: 1,
+            };
+            let bearer = take_access_token(&mut reply).expect(body);
+            assert_eq!(bearer.lifetime.map(|l| l.as_secs()), lifetime, "{body}");
+        }
+        let mut twice = Reply {
+            status: 200,
+            headers: Default::default(),
+            body: br#"{"access_token": "ATCTT3xFAKE-a", "access_token": "ATCTT3xFAKE-b"}"#.to_vec(),
+            attempts: 1,
+        };
+        assert_eq!(
+            take_access_token(&mut twice).err(),
+            Some(TokenReplyProblem::Unreadable(
+                "two access_token (or expires_in) fields"
+            ))
+        );
         let mut empty = Reply {
             status: 200,
             headers: Default::default(),

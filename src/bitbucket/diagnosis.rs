@@ -48,6 +48,7 @@ pub(super) fn no_access_token(
 ) -> Problem {
     let what = match problem {
         super::api::TokenReplyProblem::Missing => "without an access_token".to_owned(),
+        super::api::TokenReplyProblem::Unreadable(what) => format!("with {what}"),
         super::api::TokenReplyProblem::Unusable(what) => {
             format!("with an access_token holding {what} (refused; never stored or sent)")
         }
@@ -183,6 +184,15 @@ pub(super) enum Probe {
 }
 
 impl Probe {
+    /// The options that say where this probe goes, for a hint.
+    fn url_flags(self) -> &'static str {
+        match self {
+            Probe::Token => "--token-url",
+            Probe::Api | Probe::Identity => "--api-url",
+            Probe::GitRead | Probe::GitWrite | Probe::Lfs => "--git-url",
+        }
+    }
+
     pub(super) fn describe(self) -> &'static str {
         match self {
             Probe::Api => "the REST API",
@@ -370,12 +380,15 @@ pub(super) fn status_problem(
                     .map(http::strip_userinfo)
                     .unwrap_or_default()
             ),
-            "check --api-url and --git-url; bbinject does not follow redirects with credentials",
+            format!(
+                "check {}; bbinject does not follow redirects with credentials",
+                probe.url_flags()
+            ),
         ),
         status => Problem::error(
             ProblemCode::UnexpectedResponse,
             format!("{} answered HTTP {status}{where_}{said}", probe.describe()),
-            "check --api-url and --git-url",
+            format!("check {}", probe.url_flags()),
         ),
     };
     let problem = problem.for_credential(&subject.credential.name);
@@ -773,6 +786,23 @@ mod tests {
                 covered.contains(&code) || elsewhere.contains(&code),
                 "{code} has no row"
             );
+        }
+    }
+
+    #[test]
+    fn a_redirect_points_at_the_option_of_the_probe_that_got_it() {
+        let mut redirect = reply(302, b"");
+        redirect.headers.insert(
+            "location",
+            "https://example.com/login".parse().expect("header"),
+        );
+        for (probe, flag) in [
+            (Probe::Token, "--token-url"),
+            (Probe::Api, "--api-url"),
+            (Probe::GitRead, "--git-url"),
+        ] {
+            let problem = status(crate::credential::Kind::AccessToken, probe, &redirect);
+            assert!(problem.hint.contains(flag), "{flag}: {}", problem.hint);
         }
     }
 

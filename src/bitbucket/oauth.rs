@@ -41,6 +41,8 @@ pub enum MintError {
     Unreachable { host: String, reason: String },
     #[error("the token endpoint {host} answered without an access_token")]
     NoToken { host: String },
+    #[error("the token endpoint {host} answered with {what}")]
+    Unreadable { host: String, what: &'static str },
     #[error("the token endpoint {host} answered with an access_token holding {what}; refused")]
     BadToken { host: String, what: &'static str },
     #[error("cannot set up the HTTP client for the token endpoint: {0}")]
@@ -92,6 +94,9 @@ impl TokenMinter {
             Ok(mut reply) if reply.status == 200 => {
                 api::take_access_token(&mut reply).map_err(|problem| match problem {
                     api::TokenReplyProblem::Missing => MintError::NoToken { host },
+                    api::TokenReplyProblem::Unreadable(what) => {
+                        MintError::Unreadable { host, what }
+                    }
                     api::TokenReplyProblem::Unusable(what) => MintError::BadToken { host, what },
                 })
             }
