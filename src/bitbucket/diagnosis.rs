@@ -319,7 +319,12 @@ pub(super) fn status_problem(
             Problem::error(
                 ProblemCode::MissingScope,
                 format!(
-                    "git refused to let the {} read{where_} (HTTP 403)",
+                    "{} refused to let the {} read{where_} (HTTP 403)",
+                    if probe == Probe::Lfs {
+                        "Git LFS"
+                    } else {
+                        "git"
+                    },
                     kind.description()
                 ),
                 scope_hint(kind, scope),
@@ -400,7 +405,7 @@ pub(super) fn status_problem(
 
 pub(super) fn rejected_hint(cred: &Credential, probe: Probe) -> String {
     match (cred.kind(), probe) {
-        (Kind::ApiToken, Probe::GitRead | Probe::GitWrite) => format!(
+        (Kind::ApiToken, Probe::GitRead | Probe::GitWrite | Probe::Lfs) => format!(
             "git was given the username {}: it must be your Bitbucket username or \
              x-bitbucket-api-token-auth, and the token must be a scoped API token with \
              read:repository:bitbucket that is not revoked or expired",
@@ -787,6 +792,31 @@ mod tests {
                 "{code} has no row"
             );
         }
+    }
+
+    #[test]
+    fn lfs_refusals_are_told_as_git_lfs_with_the_hint_for_git() {
+        let problem = status(
+            crate::credential::Kind::ApiToken,
+            Probe::Lfs,
+            &reply(401, b""),
+        );
+        assert!(
+            problem.hint.contains("git was given the username")
+                && !problem.hint.contains("BITBUCKET_EMAIL"),
+            "{}",
+            problem.hint
+        );
+        let problem = status(
+            crate::credential::Kind::AccessToken,
+            Probe::Lfs,
+            &reply(403, b""),
+        );
+        assert!(
+            problem.message.starts_with("Git LFS refused"),
+            "{}",
+            problem.message
+        );
     }
 
     #[test]
