@@ -66,6 +66,10 @@ pub enum ProtocolError {
     BadValue(&'static str),
     #[error("value with a line break or NUL")]
     BadCharacter,
+    /// A value we were about to send has a line break or NUL: named by its
+    /// key (ours), never shown.
+    #[error("the value of `{0}` has a line break or NUL")]
+    BadCharacterIn(String),
 }
 
 /// Parses `key=value` lines up to the first empty line (or the end), in
@@ -101,8 +105,11 @@ pub fn parse_fields(raw: &[u8]) -> Result<BTreeMap<String, String>, ProtocolErro
 pub fn encode_lines(lines: &[(&str, &str)]) -> Result<zeroize::Zeroizing<String>, ProtocolError> {
     let mut len = 1;
     for (key, value) in lines {
-        if value.contains(['\n', '\r', '\0']) || key.contains(['\n', '\r', '\0', '=']) {
+        if key.contains(['\n', '\r', '\0', '=']) {
             return Err(ProtocolError::BadCharacter);
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(ProtocolError::BadCharacterIn((*key).to_owned()));
         }
         len += key.len() + value.len() + 2;
     }
@@ -369,7 +376,10 @@ mod tests {
     fn values_with_line_breaks_cannot_be_smuggled_in() {
         let mut r = request();
         r.host = "bitbucket.org\npassword=x".into();
-        assert_eq!(r.encode().err(), Some(ProtocolError::BadCharacter));
+        assert_eq!(
+            r.encode().err(),
+            Some(ProtocolError::BadCharacterIn("host".into()))
+        );
     }
 
     #[test]

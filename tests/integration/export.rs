@@ -411,3 +411,25 @@ fn a_revoke_with_another_capability_says_so() {
     );
     assert_eq!(s.runtime_dirs(), 0);
 }
+
+#[test]
+fn a_line_break_in_the_runtime_directory_is_named() {
+    let s = setup();
+    let odd = s.bb.path("a\nb");
+    std::fs::create_dir(&odd).expect("mkdir");
+    let output =
+        s.bb.command()
+            .env("TMPDIR", &odd)
+            .args(["export", "--no-preflight", "--git-url", &s.server.url()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run");
+    let run = crate::support::Run::from(output);
+    assert_eq!(run.code(), 2, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("the value of `runtime_dir` has a line break or NUL"),
+        "{}",
+        run.describe()
+    );
+}
