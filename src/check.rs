@@ -6,8 +6,6 @@
 //! also to stdout as a report with a `configuration` problem. It starts no
 //! broker and no process; its set-up is `settings`, its probes `bitbucket`.
 
-use std::io::Write as _;
-
 use crate::bitbucket::{Preflight, Problem, Report};
 use crate::broker::policy::Origin;
 use crate::cli::{CheckArgs, Format};
@@ -34,7 +32,7 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
             if args.format == Format::Json {
                 let mut report = Report::new(args.probe.need.unwrap_or_default());
                 report.push(Problem::error(e.code(), e.to_string(), e.hint()));
-                print_stdout(&report.to_json());
+                let _ = error::write_report(&report.to_json());
             }
             return e.exit_code();
         }
@@ -84,9 +82,13 @@ pub async fn run(args: &CheckArgs, env: &dyn Environment) -> Exit {
             ));
         }
     }
-    match args.format {
-        Format::Text => print_stdout(&report.render_text()),
-        Format::Json => print_stdout(&report.to_json()),
+    let written = match args.format {
+        Format::Text => error::write_report(&report.render_text()),
+        Format::Json => error::write_report(&report.to_json()),
+    };
+    if let Err(reason) = written {
+        error::print_error(&reason, Some("check where stdout goes (a full disk?)"));
+        return Exit::Usage;
     }
     report.exit()
 }
@@ -157,16 +159,6 @@ fn ssh_submodules(entries: &[crate::gitconfig::Entry], hosts: &[Origin]) -> Vec<
         }
     }
     found
-}
-
-/// A closed stdout (`bbinject check | head -1`) is not an error of ours.
-fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&crate::redact::redact_own(text.as_bytes()));
-    if !text.ends_with('\n') {
-        let _ = out.write_all(b"\n");
-    }
-    let _ = out.flush();
 }
 
 #[cfg(test)]

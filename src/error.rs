@@ -162,6 +162,26 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// Writes a report (check's, scrub's) to stdout through the redactor. A
+/// reader that stopped early (`| head -1`, a broken pipe) is not an error of
+/// ours; any other failure (a full disk) is, so the report is never lost
+/// without a word: the caller prints it and exits 2.
+pub fn write_report(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let mut bytes = crate::redact::redact_own(text.as_bytes()).into_owned();
+    if !text.ends_with('\n') {
+        bytes.push(b'\n');
+    }
+    match out.write_all(&bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!(
+            "cannot write the report to stdout: {}",
+            crate::fsutil::io_reason(&e)
+        )),
+    }
+}
+
 /// Prints an error line and, when there is one, its hint: the format every
 /// error of every command has (`bbinject: error: …` then `hint: …`).
 pub fn print_error(message: &str, hint: Option<&str>) {

@@ -24,7 +24,6 @@ pub mod discover;
 pub mod read;
 pub mod write;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -409,6 +408,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
     crate::redact::set_global(patterns.map(std::sync::Arc::new));
 
     let ok = errors.is_empty() && (mode == Mode::Fix || findings.is_empty());
+    let written;
     match args.format {
         Format::Json => {
             let report = ScrubReport {
@@ -420,9 +420,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
                 errors: errors.iter().map(ToString::to_string).collect(),
             };
             let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-            let _ = std::io::stdout()
-                .lock()
-                .write_all(&crate::redact::redact_own(format!("{text}\n").as_bytes()));
+            written = crate::error::write_report(&text);
         }
         Format::Text => {
             let text = text_report(
@@ -432,9 +430,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
                 targets.len(),
                 !errors.is_empty(),
             );
-            let _ = std::io::stdout()
-                .lock()
-                .write_all(&crate::redact::redact_own(text.as_bytes()));
+            written = crate::error::write_report(&text);
         }
     }
     for note in &notes {
@@ -445,6 +441,10 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
         let hint = e.hint();
         let last_of_its_hint = errors[i + 1..].iter().all(|later| later.hint() != hint);
         crate::error::print_error(&e.to_string(), last_of_its_hint.then_some(hint));
+    }
+    if let Err(reason) = written {
+        crate::error::print_error(&reason, Some("check where stdout goes (a full disk?)"));
+        return Exit::Usage;
     }
     if !errors.is_empty() {
         Exit::Usage

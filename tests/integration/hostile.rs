@@ -1153,3 +1153,53 @@ fn audit_records_are_never_lost_without_a_word() {
         run.describe()
     );
 }
+
+#[test]
+fn reports_that_cannot_be_written_are_not_lost_without_a_word() {
+    let bb = Bb::new().env("BITBUCKET_ACCESS_TOKEN", LONG_ACCESS_TOKEN);
+    let repo = bb.path("work");
+    std::fs::create_dir(&repo).expect("mkdir");
+    run_git(&repo, &["init", "--quiet"]);
+    for args in [
+        vec!["check".to_owned(), "--format".into(), "json".into()],
+        vec![
+            "scrub".into(),
+            "--format".into(),
+            "json".into(),
+            repo.display().to_string(),
+        ],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let output = bb
+            .command()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run");
+        let run = Run::from(output);
+        assert_eq!(run.code(), 2, "{args:?}: {}", run.describe());
+        assert!(
+            run.stderr.contains("cannot write the report to stdout"),
+            "{args:?}: {}",
+            run.describe()
+        );
+    }
+    // A reader that stops early is not a failure.
+    let run = bb.shell(
+        "sh",
+        &format!(
+            "'{}' check | head -c 1 >/dev/null; echo \"rc=${{PIPESTATUS:-x}}\"",
+            assert_cmd::cargo::cargo_bin!("bbinject").display()
+        ),
+    );
+    assert!(
+        !run.stderr.contains("cannot write the report"),
+        "{}",
+        run.describe()
+    );
+}
