@@ -169,7 +169,7 @@ pub fn printable(text: &str) -> String {
 pub fn write_report(text: &str) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let mut bytes = crate::redact::redact_own(text.as_bytes()).into_owned();
-    if !text.ends_with('\n') {
+    if !text.is_empty() && !text.ends_with('\n') {
         bytes.push(b'\n');
     }
     match out.write_all(&bytes).and_then(|()| out.flush()) {

@@ -408,8 +408,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
     crate::redact::set_global(patterns.map(std::sync::Arc::new));
 
     let ok = errors.is_empty() && (mode == Mode::Fix || findings.is_empty());
-    let written;
-    match args.format {
+    let written = match args.format {
         Format::Json => {
             let report = ScrubReport {
                 ok,
@@ -420,7 +419,7 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
                 errors: errors.iter().map(ToString::to_string).collect(),
             };
             let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-            written = crate::error::write_report(&text);
+            crate::error::write_report(&text)
         }
         Format::Text => {
             let text = text_report(
@@ -430,9 +429,9 @@ pub fn run(args: &ScrubArgs, env: &dyn Environment) -> Exit {
                 targets.len(),
                 !errors.is_empty(),
             );
-            written = crate::error::write_report(&text);
+            crate::error::write_report(&text)
         }
-    }
+    };
     for note in &notes {
         crate::error::print_note(note);
     }
