@@ -161,12 +161,11 @@ fn ssh_submodules(entries: &[crate::gitconfig::Entry], hosts: &[Origin]) -> Vec<
     found
 }
 
-#[cfg(test)]
+// These run git: the Windows unit tests run under wine, which has no git.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
-    // Runs git: the Windows unit tests run under wine, which has no git.
-    #[cfg(unix)]
     #[test]
     fn ssh_submodule_urls_of_allowed_hosts_are_found() {
         let hosts = [Origin {
