@@ -473,6 +473,8 @@ mod tests {
         );
     }
 
+    // Unix: on Windows a deleted or replaced log is not detected (sys::same_file).
+    #[cfg(unix)]
     #[test]
     fn a_record_that_cannot_be_written_is_counted_and_a_deleted_log_is_opened_again() {
         let dir = tempfile::tempdir().expect("tempdir");
