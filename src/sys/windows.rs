@@ -20,14 +20,14 @@ pub fn open_read_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Not known from the metadata on Windows (access is by ACL).
-/// Not known through std on Windows (a file open there cannot be deleted
-/// unless opened for it): never.
+/// Not known through std's metadata on Windows: never (a deleted or
+/// replaced audit log is not detected there; README says so).
 pub fn unlinked(_metadata: &Metadata) -> bool {
     false
 }
 
-/// File identity is not in std's metadata on Windows, and a file bbinject
-/// holds open cannot be deleted or renamed over there: taken as the same.
+/// File identity is not in std's metadata on Windows: taken as the same
+/// (a replaced audit log is not detected there; README says so).
 pub fn same_file(_a: &Metadata, _b: &Metadata) -> bool {
     true
 }
