@@ -108,38 +108,33 @@ pub(super) fn authentication_not_proven(credential: &Credential, repo: &RepoRef)
     )
 }
 
-/// `info/refs` answered 200 with something that is not a git advertisement.
+/// `info/refs` (or the LFS batch API) answered 200 with something that is
+/// not its answer: a login page, a proxy's HTML.
 pub(super) fn not_a_git_server(
     git_url: &impl std::fmt::Display,
     content_type: Option<&str>,
     repo: &RepoRef,
+    lfs: bool,
 ) -> Problem {
+    let (what, hint) = if lfs {
+        (
+            "a Git LFS server",
+            "check --git-url and any proxy in front of it: the LFS batch API answers JSON \
+             (application/vnd.git-lfs+json)",
+        )
+    } else {
+        (
+            "a git server",
+            "check --git-url: it is the host of the clone URL, https://bitbucket.org by default",
+        )
+    };
     Problem::error(
         ProblemCode::UnexpectedResponse,
         format!(
-            "{git_url} did not answer like a git server for {repo} (content type {})",
+            "{git_url} did not answer like {what} for {repo} (content type {})",
             content_type.unwrap_or("none")
         ),
-        "check --git-url: it is the host of the clone URL, https://bitbucket.org by default",
-    )
-}
-
-/// The LFS batch API answered 200 with something that is not its JSON
-/// (a login page, a proxy's HTML): LFS was not proven.
-pub(super) fn not_an_lfs_server(
-    git_url: &impl std::fmt::Display,
-    content_type: Option<&str>,
-    repo: &RepoRef,
-) -> Problem {
-    Problem::error(
-        ProblemCode::UnexpectedResponse,
-        format!(
-            "{git_url} did not answer like a Git LFS server for {repo} (HTTP 200, content type {}, \
-             not a JSON batch reply)",
-            content_type.unwrap_or("none")
-        ),
-        "check --git-url and any proxy in front of it: the LFS batch API answers JSON \
-         (application/vnd.git-lfs+json)",
+        hint,
     )
 }
 
@@ -733,7 +728,7 @@ mod tests {
             ),
             (
                 "HTML instead of git",
-                not_a_git_server(&"https://bitbucket.org", Some("text/html"), &repo),
+                not_a_git_server(&"https://bitbucket.org", Some("text/html"), &repo, false),
                 ProblemCode::UnexpectedResponse,
             ),
             (

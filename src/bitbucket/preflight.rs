@@ -547,6 +547,7 @@ impl Preflight {
                         &self.endpoints.git,
                         reply.header("content-type"),
                         repo,
+                        false,
                     )
                     .for_repository(repo)
                     .for_credential(probing.name()),
@@ -589,12 +590,9 @@ impl Preflight {
             }
             Ok(reply) if reply.status == 200 && is_lfs_batch_reply(&reply) => Verdict::Ok,
             Ok(reply) if reply.status == 200 => {
-                let content_type = reply
-                    .headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok());
+                let content_type = reply.header("content-type");
                 report.push(
-                    diagnosis::not_an_lfs_server(&self.endpoints.git, content_type, repo)
+                    diagnosis::not_a_git_server(&self.endpoints.git, content_type, repo, true)
                         .for_repository(repo)
                         .for_credential(probing.name()),
                 );
