@@ -147,21 +147,6 @@ pub fn usage(error: &clap::Error, args: &[std::ffi::OsString]) -> Exit {
     Exit::Usage
 }
 
-/// `text` with every control character written as an escape (`\u{1b}`), for
-/// printing a field that came from outside (a request path, a host): an
-/// escape sequence in it could otherwise rewrite earlier lines of a build log.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Writes a report (check's, scrub's) to stdout through the redactor. A
 /// reader that stopped early (`| head -1`, a broken pipe) is not an error of
 /// ours; any other failure (a full disk) is, so the report is never lost

@@ -142,7 +142,7 @@ pub async fn run(args: &ExportArgs, env: &dyn Environment) -> Result<Exit, Error
     )?;
     let mut vars: Vec<(String, String)> = vec![
         ("GIT_ASKPASS".into(), exe.display().to_string()),
-        (ENV_SOCKET.into(), runtime.address().display().to_string()),
+        (ENV_SOCKET.into(), runtime_address.display().to_string()),
         (ENV_CAPABILITY.into(), capability.expose().to_owned()),
         ("GIT_TERMINAL_PROMPT".into(), "0".into()),
     ];

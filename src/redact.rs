@@ -15,6 +15,9 @@
 //! rule the pattern out, or at the end of the stream, never on a timer: a
 //! secret written slowly, in pieces, is still masked.
 //!
+//! [`printable`] escapes control characters in text from outside (a request
+//! path, a URL) before it is printed, so it cannot rewrite the log.
+//!
 //! aho-corasick's own stream replacer is not used: it supports only standard
 //! match semantics, leaks the tail of overlapping secrets, and holds output
 //! back. This module must never print, log or keep a pattern beyond its own
@@ -482,6 +485,21 @@ fn lowercase_escapes(percent: &str) -> String {
             if c == '%' {
                 hex_left = 2;
             }
+        }
+    }
+    out
+}
+
+/// `text` with every control character written as an escape (`\u{1b}`), for
+/// printing a field that came from outside (a request path, a host): an
+/// escape sequence in it could otherwise rewrite earlier lines of a build log.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
         }
     }
     out

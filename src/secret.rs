@@ -40,9 +40,7 @@ impl Secret {
     /// A short, stable, non-reversible name for the value, e.g. `sha256:1f2e3d4c5b6a`,
     /// so two runs can be compared in logs without printing the secret.
     pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.expose().as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        format!("sha256:{}", short_digest(self.expose()))
     }
 
     /// Constant-time comparison against bytes presented by a peer.
@@ -53,6 +51,15 @@ impl Secret {
     pub fn starts_with(&self, prefix: &str) -> bool {
         self.expose().starts_with(prefix)
     }
+}
+
+/// The first 6 bytes of `value`'s SHA-256, in hex: the body of a fingerprint.
+fn short_digest(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Prefixes of credentials that turn up where a user name belongs (the
@@ -87,9 +94,7 @@ pub fn looks_like_a_token(value: &str) -> bool {
 /// like a credential — `token-shaped-user-sha256:…`, its fingerprint.
 pub fn shown_user(value: &str) -> String {
     if looks_like_a_token(value) {
-        let digest = Sha256::digest(value.as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("token-shaped-user-sha256:{hex}")
+        format!("token-shaped-user-sha256:{}", short_digest(value))
     } else {
         value.to_owned()
     }

@@ -249,15 +249,7 @@ pub fn allow_list(
 /// Passwords in the userinfo of `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (either
 /// case): they reach the child through its environment and must not reach the log.
 pub fn proxy_secrets(env: &dyn Environment) -> Vec<(Secret, String, String)> {
-    let names = [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ];
-    names
+    crate::bitbucket::PROXY_VARIABLES
         .iter()
         .filter_map(|name| {
             let value = env.var_os(name)?.into_string().ok()?;

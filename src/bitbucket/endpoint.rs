@@ -70,18 +70,10 @@ fn shown_value(value: &str) -> String {
         }
         None => value.to_owned(),
     };
-    let printable: String = masked
+    crate::redact::printable(&masked)
         .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_unicode().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
-    printable.chars().take(200).collect()
+        .take(200)
+        .collect()
 }
 
 fn example(flag: &str) -> &'static str {

@@ -365,6 +365,16 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(10..=millis.max(10)))
 }
 
+/// The environment variables that name a proxy, in both cases.
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// The proxy (without userinfo) requests to `url` go through, for messages.
 fn proxy_for(url: &url::Url) -> Option<String> {
     env_proxy_for(url).map(|p| strip_userinfo(&p))

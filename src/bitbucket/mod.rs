@@ -26,7 +26,7 @@ pub mod endpoint_defaults {
     pub const GIT: &str = super::endpoint::DEFAULT_GIT_URL;
     pub const TOKEN: &str = super::endpoint::DEFAULT_TOKEN_URL;
 }
-pub use http::{HttpError, HttpSettings};
+pub use http::{HttpError, HttpSettings, PROXY_VARIABLES};
 pub use oauth::{Bearer, MintError, TokenMinter, renewal_margin};
 pub use preflight::Preflight;
 pub use report::{

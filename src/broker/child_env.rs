@@ -47,16 +47,9 @@ pub fn no_proxy_for_child(
     env: &dyn crate::credential::Environment,
     origins: &[Origin],
 ) -> Vec<(&'static str, String)> {
-    let proxied = [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|name| env.var_os(name).is_some_and(|v| !v.is_empty()));
+    let proxied = crate::bitbucket::PROXY_VARIABLES
+        .iter()
+        .any(|name| env.var_os(name).is_some_and(|v| !v.is_empty()));
     let loopback: Vec<String> = origins
         .iter()
         .map(|o| {

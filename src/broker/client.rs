@@ -284,7 +284,7 @@ pub fn askpass_main(args: Vec<OsString>) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Ok(Answer::Refused { reason }) => {
-            let reason = crate::error::printable(&reason);
+            let reason = crate::redact::printable(&reason);
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             std::process::ExitCode::from(1)
         }
@@ -306,7 +306,7 @@ fn origin(protocol: &str, host: &str, path: Option<&str>) -> String {
         Some(p) => format!("{protocol}://{host}/{p}"),
         None => format!("{protocol}://{host}"),
     };
-    crate::error::printable(&shown)
+    crate::redact::printable(&shown)
 }
 
 /// What git tells the helper: the fields of a `get` or `erase` that matter.
@@ -387,7 +387,7 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             warning,
         }) => {
             if let Some(w) = warning {
-                eprintln!("bbinject: warning: {}", crate::error::printable(&w));
+                eprintln!("bbinject: warning: {}", crate::redact::printable(&w));
             }
             // git ≥ 2.41 does not reuse a credential past its expiry; older
             // gits ignore the attribute.
@@ -405,7 +405,7 @@ pub fn helper_main(action: &str) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Ok(Answer::Refused { reason }) => {
-            let reason = crate::error::printable(&reason);
+            let reason = crate::redact::printable(&reason);
             eprintln!("bbinject: refused credential for {shown}: {reason}");
             // Tell git to stop here instead of trying other ways to get one.
             let _ = out.write_all(b"quit=1\n").and_then(|()| out.flush());
