@@ -607,7 +607,12 @@ async fn a_config_routes_each_repository_to_its_credential() {
 
 /// A world whose API knows `acme/app` (for an access token).
 async fn app_world() -> World {
-    let w = world(|g| g.user("x-token-auth", FAKE_ACCESS_TOKEN)).await;
+    app_world_with(|g| g).await
+}
+
+/// [`app_world`] with its git server as `configure` makes it.
+async fn app_world_with(configure: fn(GitServerBuilder) -> GitServerBuilder) -> World {
+    let w = world(move |g| configure(g.user("x-token-auth", FAKE_ACCESS_TOKEN))).await;
     bb::on_get(
         &w.api,
         "repositories/acme/app",
@@ -1152,20 +1157,8 @@ fn a_network_error_is_one_clause_and_the_chain_is_at_verbose() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
     let env = [("BITBUCKET_ACCESS_TOKEN", FAKE_ACCESS_TOKEN)];
-    // A world whose API knows acme/app, with the git server as `configure` makes it.
-    let lfs_world = |configure: fn(GitServerBuilder) -> GitServerBuilder| async move {
-        let w = world(move |g| configure(g.user("x-token-auth", FAKE_ACCESS_TOKEN))).await;
-        bb::on_get(
-            &w.api,
-            "repositories/acme/app",
-            None,
-            authenticated(bb::private_repository(), "repo_access_token"),
-        )
-        .await;
-        w
-    };
     // A server with LFS (anonymous requests get 403, as on Bitbucket).
-    let w = lfs_world(|g| g.lfs(403)).await;
+    let w = app_world_with(|g| g.lfs(403)).await;
     let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
     assert_eq!(run.code(), 0, "{}", run.describe());
     assert_eq!(
@@ -1183,7 +1176,7 @@ async fn lfs_is_probed_when_asked_and_a_missing_lfs_is_diagnosed() {
     );
 
     // A login page where the batch API should be: not "lfs ok".
-    let w = lfs_world(|g| g.lfs_login_page()).await;
+    let w = app_world_with(|g| g.lfs_login_page()).await;
     let (_, run) = check(&w, &env, &["--repo", "acme/app", "--lfs"]);
     assert_ne!(run.code(), 0, "{}", run.describe());
     assert_ne!(

@@ -51,6 +51,11 @@ impl Agent {
         }
     }
 
+    /// An agent with the first git on `PATH`.
+    fn first() -> Self {
+        Self::new(&crate::support::gits_on_path()[0])
+    }
+
     fn exec(&self, extra: &[&str], script: &str) -> Run {
         let url = self.server.url();
         let output = self
@@ -199,8 +204,8 @@ const PARTNER_TOKEN: &str = "ATATT3xFAKE-partner-token-0000000000000000000000000
 
 #[test]
 fn a_path_that_needs_normalising_is_refused_never_resolved_into_an_allowed_repository() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
+    let git = agent.git.clone();
     create_repo(agent.root.path(), "evil/x", &[("README.md", b"x\n")]);
     create_repo(agent.root.path(), "partner/lib", &[("README.md", b"lib\n")]);
     agent
@@ -472,8 +477,7 @@ fn a_rotated_secret_file_is_masked_before_git_asks_for_it() {
 
 #[test]
 fn a_process_left_behind_gets_nothing_once_the_command_exited() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
     let out = agent.bb.path("late.txt");
     // The command exits at once; what it leaves behind holds its output open,
     // waits until the command is gone (reaped by bbinject), then asks.
@@ -571,8 +575,7 @@ fn an_audit_log_that_others_could_read_or_redirect_is_refused_before_the_command
 
 #[test]
 fn unreadable_requests_are_audited_and_request_fields_are_printed_escaped() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
     // A request over the broker's limit, straight to its socket.
     let oversized = "python3 -c 'import os,socket; s=socket.socket(socket.AF_UNIX); \
          s.connect(os.environ[\"BBINJECT_SOCKET\"]); s.sendall(b\"capability=x\\n\" + b\"x=\" + b\"y\" * 20000 + b\"\\n\\n\"); s.recv(10)'";
@@ -632,8 +635,8 @@ fn recording_proxy() -> (
 
 #[test]
 fn a_loopback_endpoint_never_goes_through_a_proxy() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
+    let git = agent.git.clone();
     let (proxy, seen) = recording_proxy();
     let proxy_url = format!("http://{}", proxy.addr());
     let with_proxy = |command: &mut std::process::Command| {
@@ -700,8 +703,8 @@ fn line_wrapped_base64_of_the_token_is_masked() {
 
 #[test]
 fn where_the_secrets_are_stays_off_the_command_line_and_out_of_the_build() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
+    let git = agent.git.clone();
     let secrets = agent.bb.path("secrets");
     std::fs::create_dir(&secrets).expect("mkdir");
     std::fs::write(secrets.join("bitbucket_access_token"), LONG_ACCESS_TOKEN).expect("write");
@@ -746,8 +749,8 @@ fn where_the_secrets_are_stays_off_the_command_line_and_out_of_the_build() {
 
 #[test]
 fn consumed_secret_files_are_gone_before_the_build_starts() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
+    let git = agent.git.clone();
     // A Jenkins `withCredentials` file binding: a private directory of ours.
     let binding = agent.bb.path("workspace@tmp");
     std::fs::create_dir(&binding).expect("mkdir");
@@ -943,8 +946,7 @@ fn a_server_that_drips_its_answer_is_cut_off_at_the_probe_deadline() {
 
 #[test]
 fn a_token_in_the_user_name_slot_never_reaches_the_audit_log_or_an_error() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
     // The GitHub habit: the token as the URL's user name (no password, so
     // transfer.credentialsInUrl does not stop it), with the audit log in the
     // build log; askpass alone too (it refuses the user name, quoting it).
@@ -1044,8 +1046,7 @@ fn check_reads_gitmodules_bounded_without_blocking_and_with_gits_parser() {
 
 #[test]
 fn a_path_that_names_no_repository_is_said_to_be_one() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
     let script = format!(
         "printf 'protocol=http\\nhost=127.0.0.1:{}\\npath=acme/app.git;evil/x\\n\\n' | \"$GIT\" credential fill",
         agent.server.port()
@@ -1111,8 +1112,7 @@ fn every_catchable_terminating_signal_reaches_the_child_and_nothing_is_left_behi
 
 #[test]
 fn audit_records_are_never_lost_without_a_word() {
-    let git = crate::support::gits_on_path()[0].clone();
-    let agent = Agent::new(&git);
+    let agent = Agent::first();
     let log = agent.bb.path("audit.jsonl");
     let ls_remote = format!(
         "\"$GIT\" ls-remote -q {}/acme/app.git >/dev/null",
